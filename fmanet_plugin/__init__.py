@@ -4,13 +4,9 @@ Importing this package makes ``import basicsr`` work on current torchvision (``f
 and registers the plugin's archs, losses, datasets, models and metrics into BasicSR's registries.
 """
 
-from fmanet_plugin import (  # noqa: F401, E402
-    archs,
-    compat,  # noqa: F401  (must run before anything imports basicsr)
-    data,
-    losses,
-    metrics,
-    models,
-)
+# isort: off
+from fmanet_plugin import compat  # noqa: F401  (must run before anything imports basicsr)
+from fmanet_plugin import archs, data, losses, metrics, models  # noqa: F401
+# isort: on
 
 __version__ = '0.1.0'

@@ -57,9 +57,16 @@ _NET_R_RULES = [
     (r'^upsample\.', 'upsampler.'),
 ]
 
-# Plugin keys whose input channels [0:3] / output channels [0:3] face the image (flipped by ``to_rgb``).
-RGB_INPUT_KEYS = ('net_d.conv_first.weight', 'net_r.conv_first.weight')
-RGB_OUTPUT_KEYS = ('net_d.anchor_head.2', 'net_r.anchor_head.2', 'net_r.res_conv_out')
+# Image-facing weights flipped by ``to_rgb``: key -> offsets (from the end when negative) of the
+# image-channel groups among the input channels. Net_R's image-flow refinement sees the warped frames
+# and the centre frame as its last two image-channel groups.
+RGB_INPUT_GROUPS = {
+    'net_d.conv_first.weight': (0,),
+    'net_r.conv_first.weight': (0,),
+    'net_r.image_flow_refine.0.weight': (-2, -1),
+}
+# Keys whose output channels are image channels (anchors and the residual branch).
+RGB_OUTPUT_KEYS = ('net_d.anchor_head.2.', 'net_r.anchor_head.2.', 'net_r.res_conv_out.')
 
 
 def _rename(key: str, rules: list) -> str:
@@ -113,12 +120,15 @@ def flip_image_channels(state_dict: dict, in_channels: int = 3) -> dict:
         dict: The same dict.
     """
     order = torch.arange(in_channels - 1, -1, -1)
-    for key in RGB_INPUT_KEYS:
+    for key, groups in RGB_INPUT_GROUPS.items():
         if key in state_dict:
-            weight = state_dict[key]
-            weight[:, :in_channels] = weight[:, order].clone()
+            weight = state_dict[key].clone()
+            for group in groups:
+                start = group * in_channels if group >= 0 else weight.shape[1] + group * in_channels
+                weight[:, start : start + in_channels] = weight[:, start + order]
+            state_dict[key] = weight
     for key, value in state_dict.items():
-        if key.startswith(RGB_OUTPUT_KEYS) and value.shape[0] == in_channels:
+        if key.startswith(RGB_OUTPUT_KEYS):
             state_dict[key] = value[order].clone()
     return state_dict
 
