@@ -1,0 +1,75 @@
+"""Test / validation dataset for VSRDB: every frame of every clip, windows edge-padded at clip ends."""
+
+from __future__ import annotations
+
+import torch
+from basicsr.data.data_util import generate_frame_indices
+from basicsr.utils import get_root_logger, img2tensor
+from basicsr.utils.registry import DATASET_REGISTRY
+from torch.utils import data
+
+from fmanet_plugin.data.vsrdb_dataset import VSRDBReader, check_num_frame, check_scale, list_clips
+
+
+@DATASET_REGISTRY.register()
+class VSRDBTestDataset(data.Dataset):
+    """One item per frame of every clip, with the temporal window padded by replicating the end frames.
+
+    Options: ``dataroot_lq`` (blurry LR), ``dataroot_gt`` (sharp HR, optional), ``meta_info_file``
+    (optional; without it the clips are listed from ``dataroot_lq``), ``clips`` (optional list restricting
+    the clips), ``exclude_clips`` (optional list), ``num_frame`` (odd, default 3), ``scale`` (4),
+    ``filename_tmpl`` (``'08d'``), ``filename_ext`` (``'png'``), ``io_backend`` (``{type: disk | lmdb}``).
+
+    Returns ``lq`` (t, c, h, w), ``gt`` (c, s*h, s*w) centre frame (only with ``dataroot_gt``), ``clip``,
+    ``frame`` (file stem), ``frame_idx`` (0-based), ``num_frames`` (frames in the clip) and ``key``
+    (``'clip/frame'``); images RGB float32 in [0, 1].
+    """
+
+    def __init__(self, opt: dict):
+        super().__init__()
+        self.opt = opt
+        name = type(self).__name__
+        self.num_frame = check_num_frame(opt.get('num_frame', 3), name)
+        self.scale = int(opt.get('scale', 4))
+        if opt.get('dataroot_lq') is None:
+            raise ValueError(f"{name}: option 'dataroot_lq' is required")
+        roots = {'lq': str(opt['dataroot_lq'])}
+        if opt.get('dataroot_gt') is not None:
+            roots['gt'] = str(opt['dataroot_gt'])
+        io_backend = opt.get('io_backend', {'type': 'disk'})
+        self.reader = VSRDBReader(roots, io_backend, opt.get('filename_ext', 'png'), name)
+        clips = list_clips({**opt, 'io_backend': io_backend}, roots['lq'], name)
+        if opt.get('clips') is not None:
+            wanted = [str(c) for c in opt['clips']]
+            missing = [c for c in wanted if c not in clips]
+            if missing:
+                raise ValueError(f"{name}: option 'clips' names clips not in the dataset: {missing}")
+            clips = {c: clips[c] for c in wanted}
+        excluded = set(opt.get('exclude_clips') or [])
+        self.clips = {clip: stems for clip, stems in clips.items() if clip not in excluded}
+        if not self.clips:
+            raise ValueError(f"{name}: no clips found under '{roots['lq']}'")
+        self.items = [(clip, idx) for clip, stems in self.clips.items() for idx in range(len(stems))]
+        get_root_logger().info(f'{name}: {len(self.clips)} clips, {len(self.items)} frames')
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict:
+        clip, idx = self.items[index]
+        stems = self.clips[clip]
+        indices = generate_frame_indices(idx, len(stems), self.num_frame, padding='replicate')
+        lqs = [self.reader.image('lq', clip, stems[i]) for i in indices]
+        sample = {
+            'lq': torch.stack(img2tensor(lqs, bgr2rgb=True, float32=True)),
+            'clip': clip,
+            'frame': stems[idx],
+            'frame_idx': idx,
+            'num_frames': len(stems),
+            'key': f'{clip}/{stems[idx]}',
+        }
+        if 'gt' in self.reader.roots:
+            gt = self.reader.image('gt', clip, stems[idx])
+            check_scale(lqs[self.num_frame // 2], gt, self.scale, f'{clip}/{stems[idx]}', type(self).__name__)
+            sample['gt'] = img2tensor(gt, bgr2rgb=True, float32=True)
+        return sample

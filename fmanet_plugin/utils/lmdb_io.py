@@ -1,0 +1,124 @@
+"""Atomic LMDB writing and meta-info reading for the VSRDB streams (BasicSR's LMDB layout).
+
+An LMDB folder holds ``data.mdb``, ``lock.mdb`` and a ``meta_info.txt`` with one line per key:
+``<key>.png (h,w,c) <png compression level>`` for images (value: PNG bytes) and
+``<key>.npy (h,w,2) float32`` for flows (value: the raw C-ordered float32 array). Keys are ``clip/frame``
+for images and ``clip/<centre>_<neighbour>`` for flows.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import lmdb
+
+META_INFO_NAME = 'meta_info.txt'
+
+
+class AtomicLmdbWriter:
+    """Write an LMDB under a temporary hidden name; it gets its final ``*.lmdb`` name only on success.
+
+    Use as a context manager: an exception inside the block (or an interrupt) deletes the partial
+    database, and a killed process leaves only a hidden ``.<name>.*.partial`` folder, never a folder
+    with the final name.
+
+    Args:
+        lmdb_path (str | Path): Final path; must end with ``.lmdb``.
+        map_size (int): LMDB map size in bytes (an upper bound of the data size; the file stays sparse).
+        commit_every (int): Commit the write transaction after this many puts. Default: 1000.
+        overwrite (bool): Replace an existing ``lmdb_path`` at the end. Default: False.
+    """
+
+    def __init__(self, lmdb_path: str | Path, map_size: int, commit_every: int = 1000, overwrite: bool = False):
+        self.lmdb_path = Path(lmdb_path)
+        if self.lmdb_path.suffix != '.lmdb':
+            raise ValueError(f"LMDB path must end with '.lmdb', got '{self.lmdb_path}'")
+        if self.lmdb_path.exists() and not overwrite:
+            raise FileExistsError(f"LMDB '{self.lmdb_path}' already exists (pass overwrite to replace it)")
+        self.lmdb_path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp_path = Path(
+            tempfile.mkdtemp(prefix=f'.{self.lmdb_path.name}.', suffix='.partial', dir=self.lmdb_path.parent)
+        )
+        self.commit_every = commit_every
+        self.env = lmdb.open(str(self.tmp_path), map_size=map_size)
+        self.txn = self.env.begin(write=True)
+        self.meta_lines: list[str] = []
+        self.keys: set[str] = set()
+
+    def put(self, key: str, value: bytes, ext: str, shape: tuple[int, ...], note: str) -> None:
+        """Store ``value`` under ``key`` and its meta-info line ``<key>.<ext> (h,w,c) <note>``.
+
+        Args:
+            key (str): LMDB key, e.g. ``'000/00000003'``.
+            value (bytes): Encoded image or raw array bytes.
+            ext (str): ``'png'`` or ``'npy'``.
+            shape (tuple[int, ...]): Array shape ``(h, w, c)``.
+            note (str): PNG compression level, or ``'float32'`` for raw arrays.
+        """
+        if key in self.keys:
+            raise KeyError(f"duplicate LMDB key '{key}' in '{self.lmdb_path}'")
+        self.keys.add(key)
+        self.txn.put(key.encode('ascii'), value)
+        self.meta_lines.append(f'{key}.{ext} ({",".join(str(v) for v in shape)}) {note}\n')
+        if len(self.keys) % self.commit_every == 0:
+            self.txn.commit()
+            self.txn = self.env.begin(write=True)
+
+    def finish(self) -> Path:
+        """Commit, write ``meta_info.txt`` and rename the database to its final name. Returns that path."""
+        self.txn.commit()
+        self.env.sync()
+        self.env.close()
+        (self.tmp_path / META_INFO_NAME).write_text(''.join(self.meta_lines))
+        if self.lmdb_path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f'.{self.lmdb_path.name}.', suffix='.old', dir=self.lmdb_path.parent))
+            os.replace(self.lmdb_path, old / 'db')
+            os.replace(self.tmp_path, self.lmdb_path)
+            shutil.rmtree(old)
+        else:
+            os.replace(self.tmp_path, self.lmdb_path)
+        return self.lmdb_path
+
+    def abort(self) -> None:
+        """Drop the partial database."""
+        try:
+            self.txn.abort()
+            self.env.close()
+        finally:
+            shutil.rmtree(self.tmp_path, ignore_errors=True)
+
+    def __enter__(self) -> AtomicLmdbWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.finish()
+        else:
+            self.abort()
+
+
+def read_lmdb_meta_info(lmdb_path: str | Path) -> dict[str, tuple[int, ...]]:
+    """Read the ``meta_info.txt`` of an LMDB.
+
+    Args:
+        lmdb_path (str | Path): The ``*.lmdb`` folder.
+
+    Returns:
+        dict[str, tuple[int, ...]]: Key (without file extension) -> stored array shape ``(h, w, c)``.
+    """
+    meta_path = Path(lmdb_path) / META_INFO_NAME
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"LMDB meta info '{meta_path}' not found (is '{lmdb_path}' an LMDB folder?)")
+    shapes = {}
+    for line_no, line in enumerate(meta_path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) < 2 or not (parts[1].startswith('(') and parts[1].endswith(')')):
+            raise ValueError(f"{meta_path}:{line_no}: expected '<key>.<ext> (h,w,c) ...', got {line!r}")
+        key = parts[0].rsplit('.', 1)[0]
+        shapes[key] = tuple(int(v) for v in parts[1][1:-1].split(','))
+    return shapes
