@@ -17,6 +17,7 @@ The build happens in a hidden temporary folder that is renamed to ``--out`` at t
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import sys
@@ -29,7 +30,7 @@ import numpy as np
 import fmanet_plugin  # noqa: F401  (basicsr compat shim before importing basicsr)
 
 # isort: split
-from basicsr.utils import imwrite
+from basicsr.utils import get_root_logger, imwrite
 from basicsr.utils.matlab_functions import imresize
 from skimage import data as skdata
 
@@ -131,7 +132,7 @@ def make_demo_data(args: argparse.Namespace) -> Path:
     """Build the dataset described by the parsed command-line ``args``; returns the output folder."""
     out = Path(args.out)
     if out.exists() and not args.force:
-        print(f'{out} already exists; nothing to do (use --force to rebuild it)')
+        get_root_logger().info(f'{out} already exists; nothing to do (use --force to rebuild it)')
         return out
     if args.height % args.scale or args.width % args.scale:
         raise ValueError(f'--height/--width ({args.height}x{args.width}) must be multiples of --scale {args.scale}')
@@ -160,7 +161,9 @@ def make_demo_data(args: argparse.Namespace) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    print(f'wrote {args.num_clips} clips x {args.num_frames} frames (HR {args.height}x{args.width}) to {out}')
+    get_root_logger().info(
+        f'wrote {args.num_clips} clips x {args.num_frames} frames (HR {args.height}x{args.width}) to {out}'
+    )
     return out
 
 
@@ -186,5 +189,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 if __name__ == '__main__':
+    get_root_logger().setLevel(logging.INFO)
     make_demo_data(parse_args())
     sys.exit(0)

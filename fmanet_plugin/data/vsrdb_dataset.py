@@ -10,6 +10,7 @@ LR pixels, x then y; LMDB key ``clip/<centre>_<neighbour>``, raw float32 bytes).
 from __future__ import annotations
 
 import io
+import os
 import random
 from pathlib import Path
 
@@ -139,6 +140,9 @@ def transform_frames(
     return [image(x) for x in lr_frames], [image(x) for x in hr_frames], [flow(f) for f in flows]
 
 
+_LMDB_CLIENTS: dict[tuple[int, str], FileClient] = {}
+
+
 class VSRDBReader:
     """Reads frames and flows through basicsr's FileClient, created lazily (once per worker process).
 
@@ -163,22 +167,24 @@ class VSRDBReader:
         self.owner = owner
         self.client = None
 
+    def _lmdb_client(self, root: str) -> FileClient:
+        # py-lmdb refuses to open one environment twice in a process (e.g. train and val datasets on the same
+        # LMDB), so each database gets one FileClient per process, shared by all readers.
+        key = (os.getpid(), root)
+        if key not in _LMDB_CLIENTS:
+            _LMDB_CLIENTS[key] = FileClient('lmdb', db_paths=[root], client_keys=['default'], **self.io_backend)
+        return _LMDB_CLIENTS[key]
+
     def _get(self, stream: str, clip: str, name: str, ext: str) -> tuple[bytes, str]:
-        if self.client is None:
-            if self.backend == 'lmdb':
-                names = list(self.roots)
-                self.client = FileClient(
-                    'lmdb', db_paths=[self.roots[n] for n in names], client_keys=names, **self.io_backend
-                )
-            else:
-                self.client = FileClient('disk', **self.io_backend)
         if self.backend == 'lmdb':
             where = f"key '{clip}/{name}' in LMDB '{self.roots[stream]}'"
-            content = self.client.get(f'{clip}/{name}', stream)
+            content = self._lmdb_client(self.roots[stream]).get(f'{clip}/{name}', 'default')
             if content is None:
                 raise KeyError(f'{self.owner}: missing {stream} {where}')
             return content, where
         path = str(Path(self.roots[stream], clip, f'{name}.{ext}'))
+        if self.client is None:
+            self.client = FileClient('disk', **self.io_backend)
         try:
             return self.client.get(path), f"file '{path}'"
         except FileNotFoundError:

@@ -37,7 +37,7 @@ class AtomicLmdbWriter:
         if self.lmdb_path.suffix != '.lmdb':
             raise ValueError(f"LMDB path must end with '.lmdb', got '{self.lmdb_path}'")
         if self.lmdb_path.exists() and not overwrite:
-            raise FileExistsError(f"LMDB '{self.lmdb_path}' already exists (pass overwrite to replace it)")
+            raise FileExistsError(f"LMDB '{self.lmdb_path}' already exists (overwrite=True replaces it)")
         self.lmdb_path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp_path = Path(
             tempfile.mkdtemp(prefix=f'.{self.lmdb_path.name}.', suffix='.partial', dir=self.lmdb_path.parent)
