@@ -1,0 +1,296 @@
+"""Evaluation, inference, benchmark and visualisation tools: tOF properties and end-to-end runs on tiny data."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import fmanet_plugin  # noqa: F401
+
+# isort: split
+from basicsr.utils.registry import METRIC_REGISTRY
+
+from fmanet_plugin.archs.fmanet_arch import FMANet
+from fmanet_plugin.metrics.tof_metric import calculate_tof, mean_per_clip, tof_crop, tof_per_pair
+from fmanet_plugin.utils.inference_util import (
+    iter_windows,
+    read_state_dict,
+    tiled_forward,
+    window_indices,
+)
+from fmanet_plugin.utils.official_ckpt import flip_image_channels
+
+TOOLS = Path(__file__).resolve().parents[1] / 'tools'
+TINY = dict(
+    dim=6,
+    num_flow=3,
+    num_seq=3,
+    num_heads=1,
+    num_rdb=1,
+    growth_rate=4,
+    num_dense_layer=1,
+    num_frma=1,
+    num_attn_block=1,
+    ds_kernel_size=4,
+    us_kernel_size=3,
+)
+TEXTURE = cv2.GaussianBlur(np.random.default_rng(0).uniform(0, 255, (160, 200, 3)).astype(np.float32), (0, 0), 2.0)
+TEXTURE = cv2.normalize(TEXTURE, None, 0, 255, cv2.NORM_MINMAX)
+
+
+def load_tool(name: str):
+    """Import ``tools/<name>.py`` as a module (the tools are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f'tool_{name}', TOOLS / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the tool is imported
+    spec.loader.exec_module(module)
+    return module
+
+
+def moving_texture(velocity: tuple[float, float], num: int = 4, size=(96, 128), origin=(30, 30)) -> list[np.ndarray]:
+    """Frames of a smooth texture seen through a window moving by ``velocity`` (x, y) pixels per frame."""
+    h, w = size
+    frames = []
+    for i in range(num):
+        y, x = origin[0] + round(i * velocity[1]), origin[1] + round(i * velocity[0])
+        frames.append(TEXTURE[y : y + h, x : x + w].astype(np.uint8))
+    return frames
+
+
+# ----------------------------------------------------------------------------------------------- tOF
+
+
+def test_tof_identical_sequences_is_zero():
+    frames = moving_texture((2, 1))
+    assert calculate_tof(frames, [f.copy() for f in frames]) == 0.0
+
+
+def test_tof_measures_the_difference_of_motions():
+    # GT static, output moving by v px/frame: Farneback recovers |v| in the interior, so tOF ~ |v|.
+    static = moving_texture((0, 0))
+    for velocity in ((1, 0), (0, 3), (2, 2)):
+        values = tof_per_pair(moving_texture(velocity), static)
+        assert len(values) == 3
+        np.testing.assert_allclose(values, math.hypot(*velocity), rtol=0.05)
+    # both moving: only the difference of the motions counts
+    assert calculate_tof(moving_texture((3, 1)), moving_texture((1, 1))) == pytest.approx(2.0, rel=0.05)
+    # a constant spatial offset of the whole output does not change its motion
+    assert calculate_tof(moving_texture((2, 0), origin=(40, 30)), moving_texture((2, 0))) < 0.05
+
+
+def test_tof_symmetric_and_input_conventions():
+    a, b = moving_texture((2, 1)), moving_texture((0, 1))
+    assert calculate_tof(a, b) == calculate_tof(b, a)
+    # float [0, 255] frames, an array of frames and CHW order give the same value as uint8 HWC lists
+    reference = calculate_tof(a, b)
+    assert calculate_tof([f.astype(np.float32) for f in a], np.stack(b)) == reference
+    chw_a, chw_b = (np.stack([f.transpose(2, 0, 1) for f in seq]) for seq in (a, b))
+    assert calculate_tof(chw_a, chw_b, input_order='CHW') == reference
+    assert METRIC_REGISTRY.get('calculate_tof') is calculate_tof
+    with pytest.raises(ValueError, match='same number of frames'):
+        calculate_tof(a, b[:2])
+    with pytest.raises(ValueError, match='at least 48'):
+        calculate_tof([np.zeros((40, 64), np.uint8)] * 2, [np.zeros((40, 64), np.uint8)] * 2)
+
+
+def test_tof_crop_matches_protocol_examples():
+    # largest multiple of 32 removing at least 16 px in total, centred
+    assert tof_crop(720) == (8, 704)
+    assert tof_crop(1280) == (16, 1248)
+    assert tof_crop(100) == (18, 64)
+    assert tof_crop(48) == (8, 32)
+
+
+def test_mean_per_clip_pools_frames():
+    per_clip, overall = mean_per_clip({'a': [1.0, 3.0], 'b': [5.0], 'c': []})
+    assert per_clip == {'a': 2.0, 'b': 5.0}
+    assert overall == 3.0
+
+
+# ------------------------------------------------------------------------------------- windows, tiling
+
+
+@pytest.mark.parametrize('num_seq', [1, 3, 5])
+def test_windows_are_edge_padded(num_seq):
+    for n in range(1, 7):
+        expected = [[min(max(c + k, 0), n - 1) for k in range(-(num_seq // 2), num_seq // 2 + 1)] for c in range(n)]
+        assert [window_indices(n, c, num_seq) for c in range(n)] == expected
+        assert list(iter_windows(iter(range(n)), num_seq)) == expected
+
+
+def make_local(model: FMANet) -> FMANet:
+    """Zero the attention outputs and the flow heads: the model becomes a finite-receptive-field CNN."""
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if name.endswith(('co_attn.proj_out', 'da_attn.proj_out')):
+                module.weight.zero_()
+            if name.endswith(('flow_update', 'image_flow_head', 'image_flow_refine', 'flow_refine')):
+                module[-1].weight.zero_()
+    return model
+
+
+def receptive_radius(forward, size: int = 40) -> int:
+    """LR receptive radius of one output pixel, measured as the extent of its non-zero input gradient."""
+    lq = torch.rand(1, 3, 3, size, size, requires_grad=True)
+    centre = size // 2
+    forward(lq)[0, :, 4 * centre + 1, 4 * centre + 2].sum().backward()
+    ys, xs = torch.nonzero(lq.grad.abs().sum(dim=(0, 1, 2)), as_tuple=True)
+    return int(max(centre - ys.min(), ys.max() - centre, centre - xs.min(), xs.max() - centre))
+
+
+def test_tiled_forward_exact_within_receptive_field():
+    torch.manual_seed(0)
+    model = make_local(FMANet(**TINY)).eval()
+
+    def forward(x):
+        return model(x)['output']
+
+    radius = receptive_radius(forward)
+    assert 5 <= radius <= 20  # a stack of 3x3 convolutions, not global any more
+    lq = torch.rand(1, 3, 3, 16, 40 + 5 * radius)  # tiles along the width only (height <= tile)
+    with torch.no_grad():
+        full = forward(lq)
+        # a tile contributes only >= overlap/4 LR px from its inner edges: exact once overlap >= 4 * radius
+        exact = tiled_forward(forward, lq, 4, tile=4 * radius + 16, overlap=4 * radius)
+        rough = tiled_forward(forward, lq, 4, tile=4 * radius + 16, overlap=4)
+    assert exact.shape == full.shape == (1, 3, 64, 4 * lq.shape[-1])
+    torch.testing.assert_close(exact, full, rtol=0, atol=1e-5)
+    assert (rough - full).abs().max() > 1e-4  # too small an overlap shows at the seams
+
+
+def test_tiled_forward_close_for_the_full_model():
+    # FMA-Net's transposed attention pools over the whole input, so tiles only approximate the full pass.
+    torch.manual_seed(0)
+    model = FMANet(**TINY).eval()
+    lq = torch.rand(1, 3, 3, 24, 40)
+    with torch.no_grad():
+        full = model(lq)['output']
+        tiled = tiled_forward(lambda x: model(x)['output'], lq, 4, tile=16, overlap=8)
+    diff = (tiled - full).abs()
+    assert diff.mean() < 2e-3 and diff.max() < 0.05
+    assert full.abs().mean() > 0.05  # the comparison is not trivially satisfied by a near-zero output
+
+
+# ------------------------------------------------------------------------------ tools, end to end
+
+
+@pytest.fixture(scope='module')
+def tiny_ckpt(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp('ckpt') / 'tiny.pth'
+    torch.save({'params': FMANet(**TINY).state_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope='module')
+def vsrdb_folder(tmp_path_factory) -> Path:
+    """Two clips of 5 frames: sharp HR 64x64 crops of a moving texture and their 16x16 LR versions."""
+    root = tmp_path_factory.mktemp('vsrdb')
+    for clip, velocity in (('000', (2, 1)), ('001', (0, 2))):
+        for i, hr in enumerate(moving_texture(velocity, num=5, size=(64, 64))):
+            for stream, img in (('gt', hr), ('lq', cv2.resize(hr, (16, 16), interpolation=cv2.INTER_AREA))):
+                (root / stream / clip).mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(root / stream / clip / f'{i:08d}.png'), img)
+    return root
+
+
+def write_test_options(path: Path, data: Path, ckpt: Path, results: Path, model_color: str = 'rgb') -> Path:
+    network = '\n'.join(f'  {k}: {v}' for k, v in TINY.items())
+    path.write_text(
+        f"""name: tiny
+scale: 4
+num_gpu: 0
+model_color: {model_color}
+datasets:
+  test_1:
+    name: synth
+    type: VSRDBTestDataset
+    dataroot_lq: {data / 'lq'}
+    dataroot_gt: {data / 'gt'}
+    num_frame: 3
+    io_backend:
+      type: disk
+network_g:
+  type: FMANet
+{network}
+path:
+  pretrain_network_g: {ckpt}
+  results_root: {results}
+val:
+  save_img: true
+"""
+    )
+    return path
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline='') as f:
+        return list(csv.DictReader(f))
+
+
+def psnr_border4(a: np.ndarray, b: np.ndarray) -> float:
+    diff = a[4:-4, 4:-4].astype(np.float64) - b[4:-4, 4:-4].astype(np.float64)
+    return 10 * math.log10(255.0**2 / np.mean(diff**2))
+
+
+def test_test_tool_end_to_end(tmp_path, vsrdb_folder, tiny_ckpt):
+    test_tool = load_tool('test')
+    results = tmp_path / 'results'
+    opt = write_test_options(tmp_path / 'opt.yml', vsrdb_folder, tiny_ckpt, results)
+    assert test_tool.main(['-opt', str(opt)]) == 0
+
+    frames = read_csv(results / 'synth_frames.csv')
+    assert [(r['clip'], r['frame_idx']) for r in frames] == [(c, str(i)) for c in ('000', '001') for i in range(5)]
+    clips = read_csv(results / 'synth_metrics.csv')
+    rows = {(r['protocol'], r['clip']): r for r in clips}
+    assert set(rows) == {(p, c) for p in ('released', 'all') for c in ('000', '001', 'average')}
+    assert rows['released', '000']['frames'] == '3' and rows['all', '000']['frames'] == '5'
+    assert rows['all', 'average']['frames'] == '10'
+    markdown = (results / 'synth_metrics.md').read_text()
+    assert 'Released protocol' in markdown and '| 000 | 3 |' in markdown and '| **Average** | 10 |' in markdown
+
+    # independent recomputation from the written images
+    outputs = {
+        c: [cv2.imread(str(results / 'visualization/synth' / c / f'{i:08d}.png')) for i in range(5)]
+        for c in ('000', '001')
+    }
+    gts = {c: [cv2.imread(str(vsrdb_folder / 'gt' / c / f'{i:08d}.png')) for i in range(5)] for c in ('000', '001')}
+    for row in frames:
+        out, gt = outputs[row['clip']][int(row['frame_idx'])], gts[row['clip']][int(row['frame_idx'])]
+        assert out.shape == gt.shape == (64, 64, 3)
+        assert float(row['psnr_rgb']) == pytest.approx(psnr_border4(out, gt), abs=1e-6)
+    for clip in ('000', '001'):
+        released = [r for r in frames if r['clip'] == clip and 1 <= int(r['frame_idx']) <= 3]
+        assert float(rows['released', clip]['psnr_y']) == pytest.approx(np.mean([float(r['psnr_y']) for r in released]))
+        assert float(rows['all', clip]['tof']) == pytest.approx(calculate_tof(outputs[clip], gts[clip]), rel=1e-6)
+        assert float(rows['released', clip]['tof']) == pytest.approx(
+            calculate_tof(outputs[clip][1:4], gts[clip][1:4]), rel=1e-6
+        )
+    all_psnr = [float(r['psnr_rgb']) for r in frames]
+    assert float(rows['all', 'average']['psnr_rgb']) == pytest.approx(np.mean(all_psnr))
+
+    # a BGR checkpoint (image-facing weights flipped) run with model_color: bgr gives the same numbers
+    state, _ = read_state_dict(str(tiny_ckpt))
+    bgr_ckpt = tmp_path / 'tiny_bgr.pth'
+    torch.save({'params': flip_image_channels({k: v.clone() for k, v in state.items()})}, bgr_ckpt)
+    results_bgr = tmp_path / 'results_bgr'
+    opt_bgr = write_test_options(tmp_path / 'opt_bgr.yml', vsrdb_folder, bgr_ckpt, results_bgr, model_color='bgr')
+    assert test_tool.main(['-opt', str(opt_bgr)]) == 0
+    for row, row_bgr in zip(frames, read_csv(results_bgr / 'synth_frames.csv')):
+        assert float(row_bgr['psnr_rgb']) == pytest.approx(float(row['psnr_rgb']), abs=1e-3)
+
+
+def test_test_tool_rejects_mismatched_checkpoint(tmp_path, vsrdb_folder):
+    bad = tmp_path / 'bad.pth'
+    torch.save({'params': FMANet(**{**TINY, 'dim': 9}).state_dict()}, bad)
+    opt = write_test_options(tmp_path / 'opt.yml', vsrdb_folder, bad, tmp_path / 'results')
+    with pytest.raises(ValueError, match=r'bad\.pth \[params\] does not match'):
+        load_tool('test').main(['-opt', str(opt)])
