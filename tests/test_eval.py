@@ -8,16 +8,14 @@ import math
 import sys
 from pathlib import Path
 
+import fmanet_plugin  # noqa: F401
+
 import cv2
 import numpy as np
 import pytest
 import torch
 
-import fmanet_plugin  # noqa: F401
-
 # isort: split
-from basicsr.utils.registry import METRIC_REGISTRY
-
 from fmanet_plugin.archs.fmanet_arch import FMANet
 from fmanet_plugin.metrics.tof_metric import calculate_tof, mean_per_clip, tof_crop, tof_per_pair
 from fmanet_plugin.utils.inference_util import (
@@ -27,6 +25,8 @@ from fmanet_plugin.utils.inference_util import (
     window_indices,
 )
 from fmanet_plugin.utils.official_ckpt import flip_image_channels
+
+from basicsr.utils.registry import METRIC_REGISTRY
 
 TOOLS = Path(__file__).resolve().parents[1] / 'tools'
 TINY = dict(
@@ -294,3 +294,77 @@ def test_test_tool_rejects_mismatched_checkpoint(tmp_path, vsrdb_folder):
     opt = write_test_options(tmp_path / 'opt.yml', vsrdb_folder, bad, tmp_path / 'results')
     with pytest.raises(ValueError, match=r'bad\.pth \[params\] does not match'):
         load_tool('test').main(['-opt', str(opt)])
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> None:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'MJPG'), fps, frames[0].shape[1::-1])
+    assert writer.isOpened()
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+
+
+def read_video(path: Path) -> list[np.ndarray]:
+    capture, frames = cv2.VideoCapture(str(path)), []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return frames
+
+
+def test_inference_video_to_frames_and_video(tmp_path, tiny_ckpt):
+    inference = load_tool('inference')
+    frames = [cv2.resize(f, (24, 16), interpolation=cv2.INTER_AREA) for f in moving_texture((3, 1), num=5)]
+    video = tmp_path / 'in.avi'
+    write_video(video, frames)
+    opt = tmp_path / 'net.yml'
+    opt.write_text('network_g:\n  type: FMANet\n' + ''.join(f'  {k}: {v}\n' for k, v in TINY.items()))
+    common = ['--ckpt', str(tiny_ckpt), '-opt', str(opt), '--device', 'cpu']
+
+    out_dir = tmp_path / 'frames'
+    assert inference.main(['-i', str(video), '-o', str(out_dir), *common]) == 0
+    written = sorted(out_dir.iterdir())
+    assert [p.name for p in written] == [f'{i:08d}.png' for i in range(5)]
+    assert all(cv2.imread(str(p)).shape == (64, 96, 3) for p in written)
+    assert not list(out_dir.glob('.tmp_*'))
+
+    out_video = tmp_path / 'out.avi'
+    assert inference.main(['-i', str(video), '-o', str(out_video), *common, '--tile', '12', '--tile-overlap', '4']) == 0
+    restored = read_video(out_video)
+    assert len(restored) == 5 and restored[0].shape == (64, 96, 3)
+    assert not list(tmp_path.glob('.tmp_*'))
+
+
+def test_inference_frames_match_windowed_model(tmp_path, tiny_ckpt):
+    # output frame i == model(window of i, edge-padded) on RGB input, independently of the tool's plumbing
+    inference = load_tool('inference')
+    frames = [cv2.resize(f, (12, 8), interpolation=cv2.INTER_AREA) for f in moving_texture((2, 0), num=4)]
+    src = tmp_path / 'src'
+    src.mkdir()
+    for i, frame in enumerate(frames):
+        cv2.imwrite(str(src / f'f{i}.png'), frame)
+    opt = tmp_path / 'net.yml'
+    opt.write_text('network_g:\n  type: FMANet\n' + ''.join(f'  {k}: {v}\n' for k, v in TINY.items()))
+    out_dir = tmp_path / 'out'
+    inference.main(['-i', str(src), '-o', str(out_dir), '--ckpt', str(tiny_ckpt), '-opt', str(opt), '--device', 'cpu'])
+    model = FMANet(**TINY).eval()
+    model.load_state_dict(torch.load(tiny_ckpt)['params'])
+    rgb = torch.stack([torch.from_numpy(f[..., ::-1].copy()).permute(2, 0, 1).float() / 255 for f in frames])
+    for i, window in enumerate(([0, 0, 1], [0, 1, 2], [1, 2, 3], [2, 3, 3])):
+        with torch.no_grad():
+            expected = model(rgb[window][None])['output'][0].clamp(0, 1)
+        expected = (expected.permute(1, 2, 0).numpy()[..., ::-1] * 255).round().astype(np.uint8)
+        np.testing.assert_array_equal(cv2.imread(str(out_dir / f'f{i}.png')), expected)
+
+
+def test_inference_unreadable_input(tmp_path, tiny_ckpt):
+    inference = load_tool('inference')
+    bad = tmp_path / 'broken.mp4'
+    bad.write_bytes(b'not a video')
+    with pytest.raises(ValueError, match='cannot open .*broken.mp4 as a video'):
+        inference.main(['-i', str(bad), '-o', str(tmp_path / 'o'), '--ckpt', str(tiny_ckpt), '--device', 'cpu'])
+    with pytest.raises(FileNotFoundError, match='input not found'):
+        inference.main(['-i', str(tmp_path / 'missing'), '-o', str(tmp_path / 'o'), '--ckpt', str(tiny_ckpt)])
