@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-import torch
-
 import fmanet_plugin  # noqa: F401
 from fmanet_plugin.archs.fmanet_arch import FMANet
 from fmanet_plugin.utils.official_ckpt import convert_official_state_dict
+
+import pytest
+import torch
 
 DATA = Path(__file__).parent / 'data'
 

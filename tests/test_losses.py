@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 
+from fmanet_plugin.losses.fmanet_loss import FMANetObjective, WarpingLoss, check_finite
+from fmanet_plugin.utils.official_ckpt import official_key_to_plugin
+
 import pytest
 import torch
 from conftest import to_btchw
-
-from fmanet_plugin.losses.fmanet_loss import FMANetObjective, WarpingLoss, check_finite
-from fmanet_plugin.utils.official_ckpt import official_key_to_plugin
 
 RELEASED_TERMS = {
     'restoration': 'l_restoration',

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-
 import fmanet_plugin  # noqa: F401
 from fmanet_plugin.ops import fgdf_downsample, fgdf_upsample, normalize_restoration_kernels, warp_image, warp_multi_flow
+
+import torch
+import torch.nn.functional as F
 
 BIG = 30.0  # mask logit with sigmoid(BIG) == 1 in float32
 

@@ -6,12 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from fmanet_plugin.archs.fmanet_arch import FMANet
+from fmanet_plugin.utils.official_ckpt import convert_official_state_dict
+
 import pytest
 import torch
 from conftest import RELEASED_OUTPUTS, network_opt, to_btchw
-
-from fmanet_plugin.archs.fmanet_arch import FMANet
-from fmanet_plugin.utils.official_ckpt import convert_official_state_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 ATOL = 1e-5

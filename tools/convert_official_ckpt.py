@@ -20,8 +20,6 @@ import os
 import sys
 import tempfile
 
-import torch
-
 import fmanet_plugin  # noqa: F401  (registers FMANet, basicsr compat)
 from fmanet_plugin.archs.fmanet_arch import FMANet
 from fmanet_plugin.utils.official_ckpt import (
@@ -30,6 +28,8 @@ from fmanet_plugin.utils.official_ckpt import (
     convert_official_state_dict,
     load_official_files,
 )
+
+import torch
 
 
 def convert(paths: list[str], to_rgb: bool = False, stage: int | None = None, **network_opt) -> dict:

@@ -1,0 +1,176 @@
+"""FMANetModel: two-stage FMA-Net training in BasicSR (stage 1: Net_D; stage 2: Net_D and Net_R)."""
+
+from __future__ import annotations
+
+import os.path as osp
+from collections import OrderedDict, defaultdict
+
+from fmanet_plugin.losses.fmanet_loss import FMANetObjective, check_finite
+
+import torch
+from basicsr.archs import build_network
+from basicsr.metrics import calculate_metric
+from basicsr.models.sr_model import SRModel
+from basicsr.utils import get_root_logger, imwrite, tensor2img
+from basicsr.utils.registry import MODEL_REGISTRY
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+# tensors of a training batch moved to the device (see docs/CONTRIBUTING.md, "Training batch")
+BATCH_KEYS = ('lq', 'gt', 'lq_sharp', 'flow')
+
+
+@MODEL_REGISTRY.register()
+class FMANetModel(SRModel):
+    """FMA-Net training and validation.
+
+    Options beyond :class:`basicsr.models.sr_model.SRModel`'s:
+
+    * ``network_g.stage``: 1 trains Net_D alone; 2 trains Net_D and Net_R.
+    * ``path.pretrain_network_d``: stage-1 checkpoint whose Net_D initialises stage 2 (ignored when
+      resuming). ``path.pretrain_network_g`` loads a whole model, e.g. a converted released checkpoint
+      for fine-tuning (optimizer state starts fresh).
+    * ``train.optim_d`` / ``train.optim_r``: one optimizer per network (stage 1 needs ``optim_d``
+      only); ``train.scheduler`` is instantiated once per optimizer and each steps once per iteration.
+    * ``train.{pixel,recon,hr_warp,lr_warp,flow,anchor_d,anchor_r}_opt`` and ``train.net_d_weight``:
+      loss terms (see :class:`fmanet_plugin.losses.fmanet_loss.FMANetObjective`).
+    """
+
+    def init_training_settings(self) -> None:
+        self.stage = self.opt['network_g'].get('stage', 2)
+        self._load_stage1_net_d()
+        train_opt = self.opt['train']
+        self.net_g.train()
+        self.ema_decay = train_opt.get('ema_decay', 0)
+        if self.ema_decay > 0:
+            self._init_ema()
+        self.objective = FMANetObjective(train_opt, self.stage).to(self.device)
+        self.setup_optimizers()
+        self.setup_schedulers()
+
+    def _init_ema(self) -> None:
+        """``net_g_ema`` as in SRModel: ``params_ema`` of ``pretrain_network_g`` if given, else a copy of net_g."""
+        self.net_g_ema = build_network(self.opt['network_g']).to(self.device)
+        load_path = self.opt['path'].get('pretrain_network_g')
+        if load_path is not None:
+            self.load_network(self.net_g_ema, load_path, self.opt['path'].get('strict_load_g', True), 'params_ema')
+        else:
+            self.model_ema(0)
+        self.net_g_ema.eval()
+
+    def _load_stage1_net_d(self) -> None:
+        path = self.opt['path'].get('pretrain_network_d')
+        if not path or self.opt['path'].get('resume_state'):
+            return
+        state = torch.load(path, map_location='cpu')
+        state = state.get('params_ema', state.get('params', state))
+        net_d_state = {k[len('net_d.') :]: v for k, v in state.items() if k.startswith('net_d.')}
+        if not net_d_state:
+            raise ValueError(f'path.pretrain_network_d: {path} holds no net_d.* parameters (a stage-1 checkpoint)')
+        self.get_bare_model(self.net_g).net_d.load_state_dict(net_d_state, strict=True)
+        get_root_logger().info(f'Loaded stage-1 Net_D from {path}.')
+
+    def setup_optimizers(self) -> None:
+        train_opt = self.opt['train']
+        net = self.get_bare_model(self.net_g)
+        parts = [('optim_d', net.net_d)] + ([('optim_r', net.net_r)] if net.net_r is not None else [])
+        for key, module in parts:
+            if key not in train_opt:
+                raise ValueError(f'train.{key} is required for stage {self.stage} (one optimizer per network)')
+            optim_opt = dict(train_opt[key])
+            optim_type = optim_opt.pop('type')
+            params = [p for p in module.parameters() if p.requires_grad]
+            self.optimizers.append(self.get_optimizer(optim_type, params, **optim_opt))
+
+    def get_optimizer(self, optim_type: str, params, lr: float, **kwargs) -> torch.optim.Optimizer:
+        optimizer_class = getattr(torch.optim, optim_type, None)
+        if optimizer_class is None:
+            raise ValueError(f'optimizer type {optim_type!r} is not in torch.optim')
+        return optimizer_class(params, lr, **kwargs)
+
+    def model_to_device(self, net: torch.nn.Module) -> torch.nn.Module:
+        """As basicsr's, but DDP also works on CPU (gloo): ``device_ids`` only on GPU."""
+        if not self.opt['dist']:
+            return super().model_to_device(net)
+        net = net.to(self.device)
+        device_ids = [torch.cuda.current_device()] if self.device.type == 'cuda' else None
+        return DistributedDataParallel(
+            net, device_ids=device_ids, find_unused_parameters=self.opt.get('find_unused_parameters', False)
+        )
+
+    def feed_data(self, data: dict) -> None:
+        self.batch = {k: data[k].to(self.device) for k in BATCH_KEYS if k in data}
+        self.lq = self.batch['lq']
+        if 'gt' in self.batch:
+            self.gt = self.batch['gt']
+
+    def optimize_parameters(self, current_iter: int) -> None:
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        outputs = self.net_g(self.lq, self.gt)
+        losses = self.objective(outputs, self.batch)
+        check_finite(losses, current_iter)
+        l_total = sum(losses.values())
+        l_total.backward()
+        for optimizer in self.optimizers:
+            optimizer.step()
+        losses['l_total'] = l_total
+        self.log_dict = self.reduce_loss_dict(losses)
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    def test(self) -> None:
+        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
+        was_training = net.training
+        net.eval()
+        with torch.no_grad():
+            outputs = net(self.lq)
+        net.train(was_training)
+        # Stage 1 has no restored frame; validate Net_D by its temporal anchor of the centre frame.
+        self.output = outputs['output'] if 'output' in outputs else outputs['anchor_d'][:, self.lq.shape[1] // 2]
+
+    def get_current_visuals(self) -> OrderedDict:
+        visuals = OrderedDict(lq=self.lq[:, self.lq.shape[1] // 2].detach().cpu(), result=self.output.detach().cpu())
+        if hasattr(self, 'gt'):
+            visuals['gt'] = self.gt.detach().cpu()
+        return visuals
+
+    def nondist_validation(self, dataloader, current_iter: int, tb_logger, save_img: bool) -> None:
+        """Per-frame metrics (basicsr's ``calculate_metric``) over a VSRDB test set; images saved per clip.
+
+        Stage 1 has no HR output: its metrics are skipped (Net_D is judged by its training losses).
+        """
+        dataset_name = dataloader.dataset.opt['name']
+        metric_opts = self.opt['val'].get('metrics') or {}
+        if self.stage == 1 and metric_opts:
+            get_root_logger().info('Stage 1 (Net_D) has no restored frame: validation metrics skipped.')
+            metric_opts = {}
+        if not hasattr(self, 'metric_results'):
+            self.metric_results = {}
+            self._initialize_best_metric_results(dataset_name)
+        sums, count = defaultdict(float), 0
+        bar = tqdm(total=len(dataloader), unit='frame', desc=f'val {dataset_name}', leave=False)
+        for val_data in dataloader:
+            self.feed_data(val_data)
+            self.test()
+            visuals = self.get_current_visuals()
+            result = tensor2img([visuals['result']])
+            if 'gt' in visuals:
+                gt_img = tensor2img([visuals['gt']])
+                for name, opt_ in metric_opts.items():
+                    sums[name] += calculate_metric(dict(img=result, img2=gt_img), opt_)
+            count += 1
+            if save_img:
+                clip, frame = val_data['clip'][0], val_data['frame'][0]
+                folder = osp.join(self.opt['path']['visualization'], dataset_name, clip)
+                imwrite(result, osp.join(folder, f'{frame}_{current_iter}.png'))
+            del self.lq, self.output
+            if hasattr(self, 'gt'):
+                del self.gt
+            bar.update(1)
+        bar.close()
+        self.metric_results = {name: sums[name] / max(count, 1) for name in metric_opts}
+        for name, value in self.metric_results.items():
+            self._update_best_metric_result(dataset_name, name, value, current_iter)
+        if metric_opts:
+            self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
