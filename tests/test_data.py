@@ -8,22 +8,19 @@ import re
 from pathlib import Path
 from types import ModuleType
 
+import fmanet_plugin  # noqa: F401
+from fmanet_plugin.data.vsrdb_dataset import VSRDBDataset, transform_frames
+from fmanet_plugin.data.vsrdb_test_dataset import VSRDBTestDataset
+from fmanet_plugin.utils.lmdb_io import AtomicLmdbWriter
+
 import cv2
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
-import fmanet_plugin  # noqa: F401
-
-# isort: split
 from basicsr.archs.arch_util import flow_warp
 from basicsr.utils import FileClient, imfrombytes
 from basicsr.utils.registry import DATASET_REGISTRY
-
-from fmanet_plugin.data.vsrdb_dataset import VSRDBDataset, transform_frames
-from fmanet_plugin.data.vsrdb_test_dataset import VSRDBTestDataset
-from fmanet_plugin.utils.lmdb_io import AtomicLmdbWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,16 +19,13 @@ import sys
 from multiprocessing import Pool
 from pathlib import Path
 
+import fmanet_plugin  # noqa: F401  (basicsr compat shim before importing basicsr)
+from fmanet_plugin.utils.lmdb_io import AtomicLmdbWriter
+
 import cv2
 import numpy as np
-from tqdm import tqdm
-
-import fmanet_plugin  # noqa: F401  (basicsr compat shim before importing basicsr)
-
-# isort: split
 from basicsr.utils import get_root_logger
-
-from fmanet_plugin.utils.lmdb_io import AtomicLmdbWriter
+from tqdm import tqdm
 
 VSRDB_STREAMS = {
     'train_blur_bicubic/X4': 'image',

@@ -24,12 +24,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 import fmanet_plugin  # noqa: F401  (basicsr compat shim before importing basicsr)
 
-# isort: split
+import cv2
+import numpy as np
 from basicsr.utils import get_root_logger, imwrite
 from basicsr.utils.matlab_functions import imresize
 from skimage import data as skdata

@@ -14,14 +14,14 @@ import os
 import random
 from pathlib import Path
 
+from fmanet_plugin.utils.lmdb_io import read_lmdb_meta_info
+
 import numpy as np
 import torch
 from basicsr.data.transforms import paired_random_crop
 from basicsr.utils import FileClient, get_root_logger, imfrombytes, img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
-
-from fmanet_plugin.utils.lmdb_io import read_lmdb_meta_info
 
 
 def check_num_frame(num_frame: int, owner: str) -> int:

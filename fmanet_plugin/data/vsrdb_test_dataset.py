@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from fmanet_plugin.data.vsrdb_dataset import VSRDBReader, check_num_frame, check_scale, list_clips
+
 import torch
 from basicsr.data.data_util import generate_frame_indices
 from basicsr.utils import get_root_logger, img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
-
-from fmanet_plugin.data.vsrdb_dataset import VSRDBReader, check_num_frame, check_scale, list_clips
 
 
 @DATASET_REGISTRY.register()
