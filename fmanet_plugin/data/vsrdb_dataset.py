@@ -256,7 +256,7 @@ class VSRDBDataset(data.Dataset):
         io_backend = opt.get('io_backend', {'type': 'disk'})
         self.reader = VSRDBReader(roots, io_backend, opt.get('filename_ext', 'png'), name)
         clips = list_clips({**opt, 'io_backend': io_backend}, roots['lq'], name)
-        excluded = set(opt.get('exclude_clips') or [])
+        excluded = {str(c) for c in opt.get('exclude_clips') or []}
         logger = get_root_logger()
         self.clips = {}
         for clip, stems in clips.items():

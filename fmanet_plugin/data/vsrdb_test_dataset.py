@@ -45,7 +45,7 @@ class VSRDBTestDataset(data.Dataset):
             if missing:
                 raise ValueError(f"{name}: option 'clips' names clips not in the dataset: {missing}")
             clips = {c: clips[c] for c in wanted}
-        excluded = set(opt.get('exclude_clips') or [])
+        excluded = {str(c) for c in opt.get('exclude_clips') or []}
         self.clips = {clip: stems for clip, stems in clips.items() if clip not in excluded}
         if not self.clips:
             raise ValueError(f"{name}: no clips found under '{roots['lq']}'")
