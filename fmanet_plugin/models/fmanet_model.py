@@ -18,6 +18,8 @@ from tqdm import tqdm
 
 # tensors of a training batch moved to the device (see docs/CONTRIBUTING.md, "Training batch")
 BATCH_KEYS = ('lq', 'gt', 'lq_sharp', 'flow')
+# metrics computed on a clip's whole frame sequence rather than per frame
+SEQUENCE_METRICS = ('calculate_tof',)
 
 
 @MODEL_REGISTRY.register()
@@ -136,41 +138,49 @@ class FMANetModel(SRModel):
         return visuals
 
     def nondist_validation(self, dataloader, current_iter: int, tb_logger, save_img: bool) -> None:
-        """Per-frame metrics (basicsr's ``calculate_metric``) over a VSRDB test set; images saved per clip.
+        """Metrics over a VSRDB test set (``VSRDBTestDataset``); images saved per clip.
 
-        Stage 1 has no HR output: its metrics are skipped (Net_D is judged by its training losses).
+        Per-frame metrics (basicsr's ``calculate_metric``, e.g. PSNR/SSIM) are averaged over all frames;
+        sequence metrics (``calculate_tof``) are computed per clip and averaged over clips. Stage 1 has no
+        restored frame: its metrics are skipped (Net_D is judged by its training losses).
         """
         dataset_name = dataloader.dataset.opt['name']
         metric_opts = self.opt['val'].get('metrics') or {}
         if self.stage == 1 and metric_opts:
             get_root_logger().info('Stage 1 (Net_D) has no restored frame: validation metrics skipped.')
             metric_opts = {}
+        sequence_opts = {k: v for k, v in metric_opts.items() if v['type'] in SEQUENCE_METRICS}
+        frame_opts = {k: v for k, v in metric_opts.items() if k not in sequence_opts}
         if not hasattr(self, 'metric_results'):
             self.metric_results = {}
             self._initialize_best_metric_results(dataset_name)
-        sums, count = defaultdict(float), 0
-        bar = tqdm(total=len(dataloader), unit='frame', desc=f'val {dataset_name}', leave=False)
-        for val_data in dataloader:
+        frame_scores, clip_scores = defaultdict(list), defaultdict(list)
+        clip_frames = defaultdict(lambda: ([], []))  # clip -> (results, gts) for sequence metrics
+        for val_data in tqdm(dataloader, unit='frame', desc=f'val {dataset_name}', leave=False):
             self.feed_data(val_data)
             self.test()
             visuals = self.get_current_visuals()
             result = tensor2img([visuals['result']])
+            clip, frame = val_data['clip'][0], val_data['frame'][0]
             if 'gt' in visuals:
                 gt_img = tensor2img([visuals['gt']])
-                for name, opt_ in metric_opts.items():
-                    sums[name] += calculate_metric(dict(img=result, img2=gt_img), opt_)
-            count += 1
+                for name, opt_ in frame_opts.items():
+                    frame_scores[name].append(calculate_metric(dict(img=result, img2=gt_img), opt_))
+                if sequence_opts:
+                    clip_frames[clip][0].append(result)
+                    clip_frames[clip][1].append(gt_img)
             if save_img:
-                clip, frame = val_data['clip'][0], val_data['frame'][0]
                 folder = osp.join(self.opt['path']['visualization'], dataset_name, clip)
                 imwrite(result, osp.join(folder, f'{frame}_{current_iter}.png'))
             del self.lq, self.output
             if hasattr(self, 'gt'):
                 del self.gt
-            bar.update(1)
-        bar.close()
-        self.metric_results = {name: sums[name] / max(count, 1) for name in metric_opts}
+        for results, gts in clip_frames.values():
+            for name, opt_ in sequence_opts.items():
+                clip_scores[name].append(calculate_metric(dict(img=results, img2=gts), opt_))
+        scores = {**frame_scores, **clip_scores}
+        self.metric_results = {name: sum(scores[name]) / len(scores[name]) for name in metric_opts if scores[name]}
         for name, value in self.metric_results.items():
             self._update_best_metric_result(dataset_name, name, value, current_iter)
-        if metric_opts:
+        if self.metric_results:
             self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
