@@ -47,21 +47,31 @@ class CameraPath:
     HR pixel ``P`` (x, y) of the frame at time ``t`` shows the source point ``c(t) + z(t) * (P - p_mid)``.
     """
 
-    def __init__(self, rng: np.random.Generator, src_hw: tuple[int, int], hr_hw: tuple[int, int], num_frames: int):
+    def __init__(self, rng: np.random.Generator, hr_hw: tuple[int, int], num_frames: int):
         h, w = hr_hw
         self.p_mid = np.array([(w - 1) / 2, (h - 1) / 2])
         angle = rng.uniform(0, 2 * np.pi)
         self.velocity = rng.uniform(5.0, 10.0) * np.array([np.cos(angle), np.sin(angle)])
         self.accel = rng.uniform(-0.3, 0.3, size=2)
-        self.zoom_rate = rng.uniform(-0.012, 0.012)
+        self.zoom_rate = rng.uniform(-0.1, 0.1) / max(num_frames, 8)  # at most +-5 % from the middle frame
         self.t_mid = (num_frames - 1) / 2
-        times = np.linspace(-0.5, num_frames - 0.5, 4 * num_frames)
+        times = np.linspace(-0.5, num_frames - 0.5, 4 * num_frames)  # every rendered (sub-)frame time
         shifts = np.stack([self._shift(t) for t in times])
-        half = self.p_mid * max(self.zoom(t) for t in times) + 4  # view half-size plus interpolation margin
-        low = half - shifts.min(0)
-        high = np.array([src_hw[1], src_hw[0]]) - 1 - half - shifts.max(0)
+        self.shift_range = shifts.min(0), shifts.max(0)
+        self.half = self.p_mid * max(self.zoom(t) for t in times) + 4  # view half-size plus interpolation margin
+        self.start = np.zeros(2)
+
+    def source_size_needed(self) -> tuple[int, int]:
+        """Smallest source (h, w) that holds every view along the path."""
+        x, y = np.ceil(self.shift_range[1] - self.shift_range[0] + 2 * self.half + 2).astype(int)
+        return int(y), int(x)
+
+    def place(self, rng: np.random.Generator, src_hw: tuple[int, int]) -> None:
+        """Pick a random start so that the whole path stays inside a source of size ``src_hw``."""
+        low = self.half - self.shift_range[0]
+        high = np.array([src_hw[1], src_hw[0]]) - 1 - self.half - self.shift_range[1]
         if np.any(low > high):
-            raise ValueError(f'source {src_hw} too small for frames {hr_hw} moving over {num_frames} frames')
+            raise ValueError(f'source {src_hw} too small for the camera path (needs {self.source_size_needed()})')
         self.start = rng.uniform(low, high)
 
     def _shift(self, t: float) -> np.ndarray:
@@ -91,10 +101,11 @@ class CameraPath:
         return ((hr_neighbour - offset) / scale - lr).astype(np.float32)
 
 
-def _load_source(name: str, short_side: int) -> np.ndarray:
+def _load_source(name: str, short_side: int, min_hw: tuple[int, int]) -> np.ndarray:
+    """Photograph ``name`` as RGB float32, resized to a short side >= ``short_side`` and size >= ``min_hw``."""
     img = SOURCES[name]().astype(np.float32) / 255.0
-    factor = short_side / min(img.shape[:2])
-    size = (round(img.shape[1] * factor), round(img.shape[0] * factor))
+    factor = max(short_side / min(img.shape[:2]), min_hw[0] / img.shape[0], min_hw[1] / img.shape[1])
+    size = (max(round(img.shape[1] * factor), min_hw[1]), max(round(img.shape[0] * factor), min_hw[0]))
     return cv2.resize(img, size, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC)
 
 
@@ -102,11 +113,14 @@ def _to_uint8_bgr(img: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.clip(np.round(img * 255), 0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
 
 
-def _write_clip(root: Path, clip: str, source: np.ndarray, args: argparse.Namespace, seed: int) -> None:
+def _write_clip(root: Path, clip: str, photo: str, args: argparse.Namespace, seed: int) -> None:
     hr_hw = (args.height, args.width)
     lr_hw = (args.height // args.scale, args.width // args.scale)
     lr_folder = f'X{args.scale}'
-    camera = CameraPath(np.random.default_rng(seed), source.shape[:2], hr_hw, args.num_frames)
+    rng = np.random.default_rng(seed)
+    camera = CameraPath(rng, hr_hw, args.num_frames)
+    source = _load_source(photo, short_side=2 * max(hr_hw), min_hw=camera.source_size_needed())
+    camera.place(rng, source.shape[:2])
     exposure = np.linspace(-0.5, 0.5, args.subframes) * args.exposure
     for k in range(args.num_frames):
         name = f'{k:08d}.png'
@@ -143,8 +157,7 @@ def make_demo_data(args: argparse.Namespace) -> Path:
     try:
         meta = []
         for i, name in enumerate(list(SOURCES)[: args.num_clips]):
-            source = _load_source(name, short_side=2 * max(args.height, args.width))
-            _write_clip(tmp, f'{i:03d}', source, args, seed=args.seed * 1000 + i)
+            _write_clip(tmp, f'{i:03d}', name, args, seed=args.seed * 1000 + i)
             meta.append(f'{i:03d} {args.num_frames} ({args.height},{args.width},3)\n')
         split = args.num_clips - args.val_clips
         (tmp / 'meta_info_train.txt').write_text(''.join(meta[:split]))
