@@ -33,6 +33,7 @@ setup(
     ],
     extras_require={
         'mm': ['mmengine>=0.10,<0.11', 'mmcv-lite>=2.0'],
+        'bench': ['matplotlib'],
         'dev': ['pytest', 'ruff', 'pre-commit'],
     },
     license='MIT',
