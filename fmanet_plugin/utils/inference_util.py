@@ -15,20 +15,26 @@ for it tiling is an approximation whose error shrinks with the overlap and the t
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import os
+import re
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from copy import deepcopy
+from pathlib import Path
 from typing import Any
-
-import torch
-from torch import nn
 
 from fmanet_plugin.utils.official_ckpt import NET_D_PREFIX, NET_R_PREFIX
 
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
 COLOR_ORDERS = ('rgb', 'bgr')
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 
 
 def build_network_from_opt(network_opt: Mapping[str, Any]) -> nn.Module:
@@ -268,10 +274,13 @@ class FMANetRestorer:
         self.tile_overlap = tile_overlap
         self.amp = amp
         self.device = next(model.parameters()).device
+        # FMANet can skip the branches that only training needs when told which outputs are wanted
+        accepts_outputs = 'outputs' in inspect.signature(model.forward).parameters
+        self.forward_kwargs = {'outputs': ('output',)} if accepts_outputs else {}
 
     def _forward(self, lq: torch.Tensor) -> torch.Tensor:
         with autocast_context(self.device, self.amp):
-            out = self.model(lq)
+            out = self.model(lq, **self.forward_kwargs)
         return out['output'] if isinstance(out, Mapping) else out
 
     @torch.no_grad()
@@ -303,6 +312,14 @@ def resolve_device(name: str | None) -> torch.device:
     return device
 
 
+def publish_temp_file(tmp: str, path: str) -> None:
+    """Give a ``mkstemp`` file (mode 0600) the usual permissions, then rename it to ``path``."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
+
+
 def atomic_write_bytes(data: bytes, path: str) -> None:
     """Write ``data`` to a temporary file next to ``path``, then rename it to ``path``."""
     folder = os.path.dirname(os.path.abspath(path))
@@ -311,7 +328,7 @@ def atomic_write_bytes(data: bytes, path: str) -> None:
     try:
         with os.fdopen(fd, 'wb') as f:
             f.write(data)
-        os.replace(tmp, path)
+        publish_temp_file(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -326,7 +343,7 @@ def atomic_imwrite(img: Any, path: str) -> None:
     """Write a uint8 BGR image with basicsr's ``imwrite`` under a temporary name, then rename it to ``path``.
 
     Raises:
-        OSError: If OpenCV cannot encode the image for ``path``'s extension.
+        OSError: If OpenCV cannot encode the image for ``path``'s extension (basicsr's ``IOError``).
     """
     from basicsr.utils import imwrite
 
@@ -335,8 +352,8 @@ def atomic_imwrite(img: Any, path: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp_', suffix=os.path.splitext(path)[1])
     os.close(fd)
     try:
-        imwrite(img, tmp, auto_mkdir=False)
-        os.replace(tmp, path)
+        imwrite(img, tmp, auto_mkdir=False)  # raises IOError when OpenCV cannot encode
+        publish_temp_file(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -347,3 +364,76 @@ def format_number(value: float | None, digits: int) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return '-'
     return f'{value:.{digits}f}'
+
+
+def _natural_key(path: Path) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r'(\d+)', path.name)]
+
+
+class FrameSource:
+    """Frames of a folder of images or of a video file, read lazily as uint8 BGR (h, w, 3) arrays.
+
+    Args:
+        path (str): Folder or video file.
+
+    Raises:
+        FileNotFoundError: If ``path`` does not exist.
+        ValueError: If it holds no readable frame (empty folder, unopenable video).
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise FileNotFoundError(f'input not found: {path}')
+        self.fps = None
+        if self.path.is_dir():
+            self.files = sorted(
+                (p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS), key=_natural_key
+            )
+            if not self.files:
+                raise ValueError(f'input folder {path} holds no image ({", ".join(IMAGE_EXTENSIONS)})')
+            self.names = [p.stem for p in self.files]
+            self.count = len(self.files)
+        else:
+            capture = cv2.VideoCapture(str(self.path))
+            if not capture.isOpened():
+                raise ValueError(f'cannot open {path} as a video (OpenCV VideoCapture) and it is not a folder')
+            self.fps = capture.get(cv2.CAP_PROP_FPS) or None
+            self.count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+            capture.release()
+            self.files = None
+
+    def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
+        """Yield ``(name, frame)``; ``name`` is the file stem, or the 0-based index as ``%08d`` for videos."""
+        shape = None
+        for name, frame in self._frames():
+            if shape is None:
+                shape = frame.shape
+            elif frame.shape != shape:
+                raise ValueError(f'{self.path}: frame {name} has shape {frame.shape}, the first frame {shape}')
+            yield name, frame
+
+    def _frames(self) -> Iterator[tuple[str, np.ndarray]]:
+        if self.files is not None:
+            from basicsr.utils import FileClient, imfrombytes
+
+            client = FileClient('disk')
+            for file in self.files:
+                img = imfrombytes(client.get(str(file)), flag='color')
+                if img is None:
+                    raise ValueError(f'cannot decode image {file}')
+                yield file.stem, img
+            return
+        capture = cv2.VideoCapture(str(self.path))
+        index = 0
+        try:
+            while True:
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                yield f'{index:08d}', frame
+                index += 1
+        finally:
+            capture.release()
+        if index == 0:
+            raise ValueError(f'no frame could be decoded from video {self.path}')
