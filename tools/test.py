@@ -31,18 +31,7 @@ import os.path as osp
 import sys
 from dataclasses import dataclass, field
 
-import torch
-import yaml
-from tqdm import tqdm
-
 import fmanet_plugin  # noqa: F401  (must precede basicsr: compat shim, registries)
-
-# isort: split
-from basicsr.data import build_dataloader, build_dataset
-from basicsr.metrics import calculate_psnr, calculate_ssim
-from basicsr.utils import get_root_logger, get_time_str, tensor2img
-from basicsr.utils.options import dict2str, ordered_yaml
-
 from fmanet_plugin.metrics.tof_metric import mean_per_clip, to_grey_uint8, tof_pair
 from fmanet_plugin.utils.inference_util import (
     COLOR_ORDERS,
@@ -54,6 +43,14 @@ from fmanet_plugin.utils.inference_util import (
     load_weights,
     resolve_device,
 )
+
+import torch
+import yaml
+from basicsr.data import build_dataloader, build_dataset
+from basicsr.metrics import calculate_psnr, calculate_ssim
+from basicsr.utils import get_root_logger, get_time_str, tensor2img
+from basicsr.utils.options import dict2str, ordered_yaml
+from tqdm import tqdm
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), osp.pardir))
 METRICS = ('psnr_rgb', 'psnr_y', 'ssim', 'tof')
