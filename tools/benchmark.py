@@ -56,6 +56,7 @@ from fmanet_plugin.utils.inference_util import (
     atomic_write_text,
     build_network_from_opt,
     format_number,
+    get_tool_logger,
     load_weights,
     resolve_device,
     window_indices,
@@ -66,7 +67,7 @@ import torch
 import torch.nn.functional as F
 from basicsr.data import build_dataset
 from basicsr.metrics import calculate_psnr, calculate_ssim
-from basicsr.utils import get_root_logger, img2tensor, tensor2img
+from basicsr.utils import img2tensor, tensor2img
 from torch.utils.flop_counter import FlopCounterMode
 
 SCALE = 4
@@ -462,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.isolated_worker:
         atomic_write_text(json.dumps(measure(names[0], args)), args.worker_out)
         return 0
-    logger = get_root_logger()
+    logger = get_tool_logger()
     rows = []
     for name in names:
         logger.info(f'benchmark: {name}')

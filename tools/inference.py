@@ -30,6 +30,7 @@ from fmanet_plugin.utils.inference_util import (
     FrameSource,
     atomic_imwrite,
     build_network_from_opt,
+    get_tool_logger,
     iter_windows,
     load_weights,
     publish_temp_file,
@@ -40,7 +41,7 @@ import cv2
 import numpy as np
 import torch
 import yaml
-from basicsr.utils import get_root_logger, tensor2img
+from basicsr.utils import tensor2img
 from basicsr.utils.options import ordered_yaml
 from tqdm import tqdm
 
@@ -130,7 +131,7 @@ def frame_to_tensor(frames: list[np.ndarray]) -> torch.Tensor:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logger = get_root_logger()
+    logger = get_tool_logger()
     source = FrameSource(args.input)
     opt = load_model_options(args.opt)
     device = resolve_device(args.device)

@@ -40,6 +40,7 @@ from fmanet_plugin.utils.inference_util import (
     atomic_write_text,
     build_network_from_opt,
     format_number,
+    get_tool_logger,
     load_weights,
     resolve_device,
 )
@@ -48,7 +49,7 @@ import torch
 import yaml
 from basicsr.data import build_dataloader, build_dataset
 from basicsr.metrics import calculate_psnr, calculate_ssim
-from basicsr.utils import get_root_logger, get_time_str, tensor2img
+from basicsr.utils import get_time_str, tensor2img
 from basicsr.utils.options import dict2str, ordered_yaml
 from tqdm import tqdm
 
@@ -244,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     results_root = opt['path']['results_root']
     os.makedirs(results_root, exist_ok=True)
     log_file = osp.join(results_root, f'test_{opt["name"]}_{get_time_str()}.log')
-    logger = get_root_logger(logger_name='basicsr', log_level=logging.INFO, log_file=log_file)
+    logger = get_tool_logger(log_file)
     logger.info(dict2str(opt))
 
     device = pick_device(opt, args.device)

@@ -39,6 +39,7 @@ from fmanet_plugin.utils.inference_util import (
     atomic_imwrite,
     atomic_write_bytes,
     build_network_from_opt,
+    get_tool_logger,
     load_weights,
     resolve_device,
     window_indices,
@@ -49,7 +50,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
-from basicsr.utils import get_root_logger, tensor2img
+from basicsr.utils import tensor2img
 from basicsr.utils.options import ordered_yaml
 from torchvision.utils import flow_to_image
 
@@ -208,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
 
     matplotlib.use('Agg')
     args = parse_args(argv)
-    logger = get_root_logger()
+    logger = get_tool_logger()
     opt = {'network_g': {'type': 'FMANet'}, 'model_color': 'rgb', 'scale': 4}
     if args.opt:
         with open(args.opt) as f:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 import math
 import os
 import re
@@ -300,6 +301,16 @@ class FMANetRestorer:
             lq = lq.flip(2)
         out = tiled_forward(self._forward, lq, self.scale, self.tile, self.tile_overlap)
         return out.flip(1) if swap else out
+
+
+def get_tool_logger(log_file: str | None = None) -> logging.Logger:
+    """basicsr's root logger at INFO level (basicsr sets the level only when given a log file)."""
+    from basicsr.utils import get_root_logger
+
+    logger = get_root_logger(log_level=logging.INFO, log_file=log_file)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+    return logger
 
 
 def resolve_device(name: str | None) -> torch.device:
