@@ -1,8 +1,10 @@
-"""Train FMA-Net with BasicSR's training pipeline.
+"""Train FMA-Net with BasicSR's training pipeline (``.yml`` options) or mmengine's Runner (``.py`` configs).
 
 Usage:
     python tools/train.py -opt options/fmanet_stage2.yml [--launcher none|pytorch|slurm] [--auto_resume] [--debug]
     torchrun --nproc_per_node=4 tools/train.py -opt options/fmanet_stage2.yml --launcher pytorch
+    python tools/train.py options/mm/demo_stage1.py [--amp] [--resume [CKPT]] [--cfg-options k=v] [--launcher ...]
+    (mmengine configs: see docs/OPENMMLAB.md and ``fmanet_plugin/mm/train.py``)
 
 Experiments, logs and tensorboard files go to ``experiments/`` and ``tb_logger/`` under the current
 directory. Runs on CPU (``num_gpu: 0``, gloo when distributed), one GPU or many (NCCL).
@@ -11,12 +13,29 @@ directory. Runs on CPU (``num_gpu: 0``, gloo when distributed), one GPU or many 
 from __future__ import annotations
 
 import os
+import sys
 
 import fmanet_plugin  # noqa: F401  (registers the plugin; basicsr import shim)
 from fmanet_plugin.compat import patch_basicsr_training
 
 
+def mmengine_argv(argv: list[str]) -> list[str] | None:
+    """The arguments for the mmengine trainer when the config is a ``.py`` file (first argument or ``-opt``)."""
+    if argv and argv[0].endswith('.py'):
+        return argv
+    if '-opt' in argv[:-1] and argv[argv.index('-opt') + 1].endswith('.py'):
+        i = argv.index('-opt')
+        return [argv[i + 1]] + argv[:i] + argv[i + 2 :]
+    return None
+
+
 def main() -> None:
+    mm_argv = mmengine_argv(sys.argv[1:])
+    if mm_argv is not None:
+        from fmanet_plugin.mm.train import main as train_with_mmengine
+
+        train_with_mmengine(mm_argv)
+        return
     patch_basicsr_training()
     from basicsr.train import train_pipeline
 
