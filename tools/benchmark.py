@@ -111,7 +111,7 @@ MODELS = {
     'EDVR': ModelSpec(
         'EDVR',
         'window',
-        dict(num_feat=64, num_frame=5, deformable_groups=8, num_extract_block=5, num_reconstruct_block=10),
+        dict(num_feat=64, num_frame=5, deformable_groups=8, num_extract_block=5, num_reconstruct_block=10),  # EDVR-M
         dict(num_feat=16, num_frame=5, deformable_groups=2, num_extract_block=1, num_reconstruct_block=1),
         window=5,
     ),
@@ -189,7 +189,7 @@ def variant(name: str, small: bool, frames: int, model: torch.nn.Module) -> str:
     spec = MODELS[name]
     if spec.arch is None:
         return 'centre frame'
-    text = 'small' if small else 'full'
+    text = 'small' if small else ('EDVR-M' if spec.arch == 'EDVR' else 'full')
     if spec.kind == 'window':
         text += f', window {spec.window}' if spec.window > 1 else ', centre frame'
     else:
@@ -262,6 +262,7 @@ def measure(name: str, args: argparse.Namespace) -> dict:
     rss_before = rss_kb('VmRSS')
     model = build_model(name, args.small).to(device).eval()
     row = {'model': name, 'variant': variant(name, args.small, args.frames, model), 'device': str(device)}
+    row['load_average'] = os.getloadavg()[0]  # other processes on the machine skew CPU latencies
     row['params_m'] = sum(p.numel() for p in model.parameters()) / 1e6
     forward = make_forward(name, model)
     with torch.no_grad():
@@ -361,10 +362,12 @@ def render_markdown(rows: list[dict], args: argparse.Namespace) -> str:
         memory = 'CUDA max allocated'
     else:
         memory = 'not measured (--no-isolate)' if args.no_isolate else 'increase of peak RSS, own subprocess'
+    loads = ', '.join(f'{r["model"]} {r["load_average"]:.1f}' for r in rows if 'load_average' in r)
     lines = [
         f'Input: LR {args.size[0]}x{args.size[1]}, x{SCALE}; recurrent models over {args.frames} frames. '
         f'Device: {where}; torch {torch.__version__}. Latency: median of {args.runs} after {args.warmup} warm-up. '
-        f'Peak memory: {memory}. Per output frame.',
+        f'Peak memory: {memory}. Per output frame.'
+        + (f' 1-min load average when each model started: {loads}.' if loads else ''),
         '',
         '| ' + ' | '.join(COLUMNS) + ' |',
         '|' + '|'.join(['---'] * 2 + ['---:'] * (len(COLUMNS) - 2)) + '|',

@@ -26,7 +26,7 @@ from pathlib import Path
 import fmanet_plugin  # noqa: F401  (must precede basicsr: compat shim, registries)
 from fmanet_plugin.utils.inference_util import (
     COLOR_ORDERS,
-    FMANetRestorer,
+    CentreFrameRestorer,
     FrameSource,
     atomic_imwrite,
     build_network_from_opt,
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     model = build_network_from_opt(opt['network_g'])
     key = load_weights(model, args.ckpt, args.param_key)
     num_seq = int(opt['network_g'].get('num_seq', getattr(model, 'num_seq', 3)))
-    restorer = FMANetRestorer(
+    restorer = CentreFrameRestorer(
         model.to(device),
         scale=int(opt['scale']),
         model_color=args.model_color or opt['model_color'],

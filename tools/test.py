@@ -35,7 +35,7 @@ import fmanet_plugin  # noqa: F401  (must precede basicsr: compat shim, registri
 from fmanet_plugin.metrics.tof_metric import mean_per_clip, to_grey_uint8, tof_pair
 from fmanet_plugin.utils.inference_util import (
     COLOR_ORDERS,
-    FMANetRestorer,
+    CentreFrameRestorer,
     atomic_imwrite,
     atomic_write_text,
     build_network_from_opt,
@@ -128,7 +128,7 @@ def pick_device(opt: dict, requested: str | None) -> torch.device:
     return resolve_device(requested)
 
 
-def evaluate_dataset(restorer: FMANetRestorer, loader, opt: dict, logger: logging.Logger) -> dict[str, ClipRecord]:
+def evaluate_dataset(restorer: CentreFrameRestorer, loader, opt: dict, logger: logging.Logger) -> dict[str, ClipRecord]:
     """Restore every frame of the dataset, score it, and compute tOF per clip once a clip is complete."""
     dataset_name = loader.dataset.opt['name']
     val = opt['val']
@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     key = load_weights(model, ckpt, opt['path'].get('param_key_g'))
     logger.info(f'Loaded {ckpt} [{key}] strictly into {opt["network_g"]["type"]}; device {device}')
     val = opt['val']
-    restorer = FMANetRestorer(
+    restorer = CentreFrameRestorer(
         model.to(device),
         scale=int(opt.get('scale', 4)),
         model_color=opt.get('model_color', 'rgb'),

@@ -34,7 +34,7 @@ from fmanet_plugin.archs.fmanet_arch import FMANet
 from fmanet_plugin.ops import normalize_restoration_kernels
 from fmanet_plugin.utils.inference_util import (
     COLOR_ORDERS,
-    FMANetRestorer,
+    CentreFrameRestorer,
     FrameSource,
     atomic_imwrite,
     atomic_write_bytes,
@@ -234,7 +234,9 @@ def main(argv: list[str] | None = None) -> int:
         if not (0 <= y < rh and 0 <= x < rw):
             raise ValueError(f'--pixels {y},{x} is outside the {rh}x{rw} ROI')
 
-    restorer = FMANetRestorer(model.to(device), scale, model_color=args.model_color or opt.get('model_color', 'rgb'))
+    restorer = CentreFrameRestorer(
+        model.to(device), scale, model_color=args.model_color or opt.get('model_color', 'rgb')
+    )
     lq = torch.from_numpy(np.stack(window)).permute(0, 3, 1, 2)[None].float() / 255
     outputs = {}
     captured = capture_internals(model, lambda: outputs.setdefault('out', restorer(lq, input_color='bgr')))

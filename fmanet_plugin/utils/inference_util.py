@@ -243,7 +243,7 @@ def autocast_context(device: torch.device, amp: str | None) -> contextlib.Abstra
     return torch.autocast('cuda', dtype=dtypes[amp])
 
 
-class FMANetRestorer:
+class CentreFrameRestorer:
     """Callable restoring centre frames with an FMA-Net-style model (tiling, autocast, colour order).
 
     Args:
