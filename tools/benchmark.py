@@ -391,7 +391,7 @@ def render_markdown(rows: list[dict], args: argparse.Namespace) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def render_plot(rows: list[dict], path: str) -> None:
+def render_plot(rows: list[dict], path: str, title: str = '') -> None:
     """Scatter of latency per frame against PSNR (when every model has one) or MACs per frame."""
     import matplotlib
 
@@ -412,6 +412,7 @@ def render_plot(rows: list[dict], path: str) -> None:
     ax.set_xlabel('latency per output frame (ms)')
     ax.set_ylabel(label)
     ax.grid(True, alpha=0.3)
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format='png')
@@ -478,7 +479,8 @@ def main(argv: list[str] | None = None) -> int:
     markdown = render_markdown(rows, args)
     atomic_write_text(markdown, os.path.join(args.out_dir, 'benchmark.md'))
     atomic_write_text(json.dumps(rows, indent=2), os.path.join(args.out_dir, 'benchmark.json'))
-    render_plot(rows, os.path.join(args.out_dir, 'benchmark.png'))
+    title = f'LR {args.size[0]}x{args.size[1]} x{SCALE}, {resolve_device(args.device)}, per output frame'
+    render_plot(rows, os.path.join(args.out_dir, 'benchmark.png'), title)
     logger.info('\n' + markdown)
     return 1 if any('error' in r for r in rows) else 0
 
