@@ -258,7 +258,7 @@ def stage1_checkpoint(data_root, tmp_path_factory) -> Path:
     return work / 'iter_2.pth'
 
 
-def test_stage1_checkpoint_loads_weights_only_and_initialises_stage2_net_d(stage1_checkpoint):
+def test_stage1_checkpoint_loads_weights_only_and_initialises_stage2_net_d(stage1_checkpoint, tmp_path):
     checkpoint = torch.load(stage1_checkpoint)  # torch's weights-only default (no unpickling of code)
     assert getattr not in torch.serialization.get_safe_globals()  # the allowlist stays narrow
     assert checkpoint['meta']['iter'] == 2 and set(checkpoint['optimizer']) == {'net_d'}

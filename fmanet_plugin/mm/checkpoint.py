@@ -1,4 +1,4 @@
-"""Loading mmengine checkpoints on torch >= 2.6 (weights-only ``torch.load``) and the stage-1 Net_D pick-up.
+"""Loading mmengine checkpoints on torch >= 2.6 (weights-only ``torch.load``); FMA-Net weights from either toolbox.
 
 mmengine's Runner stores its ``MessageHub`` state in every checkpoint: ``HistoryBuffer`` objects whose pickled
 state includes their statistics *functions* (``getattr(HistoryBuffer, 'mean')``), plus numpy arrays and scalars.
@@ -19,8 +19,12 @@ import copyreg
 import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer, print_log
-from numpy._core import multiarray
 from torch import nn
+
+try:
+    from numpy._core import multiarray
+except ImportError:  # numpy < 2
+    from numpy.core import multiarray
 
 
 def _reduce_history_buffer(buffer: HistoryBuffer) -> tuple:
@@ -29,16 +33,9 @@ def _reduce_history_buffer(buffer: HistoryBuffer) -> tuple:
 
 
 def mmengine_checkpoint_globals() -> list:
-    """The classes and functions a Runner checkpoint needs beyond torch's defaults."""
-    return [
-        HistoryBuffer,
-        np.ndarray,
-        np.dtype,
-        multiarray._reconstruct,
-        multiarray.scalar,
-        type(np.dtype(np.float64)),
-        type(np.dtype(np.int64)),
-    ]
+    """The classes and functions a Runner checkpoint needs beyond torch's defaults (numeric numpy dtypes only)."""
+    dtypes = [type(np.dtype(t)) for t in (np.float32, np.float64, np.int32, np.int64, np.bool_)]
+    return [HistoryBuffer, np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar, *dtypes]
 
 
 def allow_mmengine_checkpoints() -> None:
@@ -47,24 +44,26 @@ def allow_mmengine_checkpoints() -> None:
     torch.serialization.add_safe_globals(mmengine_checkpoint_globals())
 
 
-def load_stage1_net_d(net_d: nn.Module, path: str) -> None:
-    """Load Net_D from a stage-1 checkpoint into ``net_d`` (strict).
+def load_network_weights(network: nn.Module, path: str, prefix: str = '') -> None:
+    """Load ``network`` (strict) from an FMA-Net checkpoint of either toolbox.
 
     Args:
-        net_d (nn.Module): The ``net_d`` sub-module of an ``FMANet``.
-        path (str): An mmengine checkpoint (``state_dict`` with ``generator.net_d.*`` keys) or a BasicSR one
-            (``params_ema`` / ``params`` with ``net_d.*`` keys).
+        network (nn.Module): An ``FMANet`` (``prefix=''``) or one of its sub-networks (``prefix='net_d.'``).
+        path (str): An mmengine checkpoint (``state_dict`` with ``generator.*`` keys) or a BasicSR one
+            (``params_ema`` / ``params`` with the ``FMANet`` keys, e.g. a converted released checkpoint).
+        prefix (str): The network's key prefix inside an ``FMANet`` state dict.
     """
     checkpoint = torch.load(path, map_location='cpu')
-    for field, prefix in (('state_dict', 'generator.net_d.'), ('params_ema', 'net_d.'), ('params', 'net_d.')):
+    for field, root in (('state_dict', 'generator.'), ('params_ema', ''), ('params', '')):
         state = checkpoint.get(field) if isinstance(checkpoint, dict) else None
         if state:
-            net_d_state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-            if net_d_state:
-                net_d.load_state_dict(net_d_state, strict=True)
-                print_log(f'Loaded stage-1 Net_D from {path} ({field}).', logger='current')
+            start = root + prefix
+            weights = {k[len(start) :]: v for k, v in state.items() if k.startswith(start)}
+            if weights:
+                network.load_state_dict(weights, strict=True)
+                print_log(f'Loaded {prefix.rstrip(".") or "FMANet"} weights from {path} ({field}).', logger='current')
                 return
     raise ValueError(
-        f'net_d_checkpoint: {path} holds no Net_D weights (expected state_dict with generator.net_d.* keys '
-        '(mmengine) or params with net_d.* keys (BasicSR))'
+        f'{path} holds no {prefix.rstrip(".") or "FMANet"} weights: expected an mmengine checkpoint (state_dict with '
+        f'generator.{prefix}* keys) or a BasicSR one (params / params_ema with {prefix}* keys)'
     )

@@ -20,7 +20,9 @@ class FMANetDataPreprocessor(BaseDataPreprocessor):
     """
 
     def forward(self, data: dict, training: bool = False) -> dict:
-        """Args:
+        """Batch ``data`` on the model's device.
+
+        Args:
             data (dict): ``inputs``: a list of (t, c, h, w) tensors (``pseudo_collate``) or a (b, t, c, h, w)
                 tensor; ``data_samples`` (optional): a list of ``BaseDataElement``.
             training (bool): Unused (no training-only processing).

@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import ExitStack
 
 from fmanet_plugin.losses.fmanet_loss import FMANetObjective, check_finite
-from fmanet_plugin.mm.checkpoint import load_stage1_net_d
+from fmanet_plugin.mm.checkpoint import load_network_weights
 from fmanet_plugin.mm.optim import NETWORKS, bare_module, step_networks
 from fmanet_plugin.mm.registry import MODELS
 
@@ -35,6 +35,8 @@ class FMANetRestorer(BaseModel):
             basicsr's ``LOSS_REGISTRY``, and ``net_d_weight``). None: inference only.
         net_d_checkpoint (str | None): Stage-1 checkpoint (mmengine ``.pth`` or BasicSR ``net_g_*.pth``) whose
             Net_D initialises this model in :meth:`init_weights` (a resumed run then loads its own state).
+        generator_checkpoint (str | None): A whole-network checkpoint of either toolbox (e.g. a converted
+            released model) loaded in :meth:`init_weights` before ``net_d_checkpoint``, for fine-tuning.
         data_preprocessor (dict | None): Default: ``fmanet_plugin.FMANetDataPreprocessor``.
         init_cfg (dict | None): mmengine weight initialisation config.
     """
@@ -44,6 +46,7 @@ class FMANetRestorer(BaseModel):
         generator: dict,
         losses: dict | None = None,
         net_d_checkpoint: str | None = None,
+        generator_checkpoint: str | None = None,
         data_preprocessor: dict | None = None,
         init_cfg: dict | None = None,
     ) -> None:
@@ -54,22 +57,28 @@ class FMANetRestorer(BaseModel):
         self.stage = self.generator.stage
         self.objective = FMANetObjective(dict(losses), self.stage) if losses else None
         self.net_d_checkpoint = net_d_checkpoint
+        self.generator_checkpoint = generator_checkpoint
 
     def init_weights(self) -> None:
         super().init_weights()
+        generator = bare_module(self.generator)
+        if self.generator_checkpoint:
+            load_network_weights(generator, self.generator_checkpoint)
         if self.net_d_checkpoint:
-            load_stage1_net_d(bare_module(self.generator).net_d, self.net_d_checkpoint)
+            load_network_weights(generator.net_d, self.net_d_checkpoint, prefix='net_d.')
 
     def forward(
         self, inputs: torch.Tensor, data_samples: list[BaseDataElement] | None = None, mode: str = 'tensor'
     ) -> dict | list:
-        """Args:
-        inputs (Tensor): Blurry LR windows (b, t, c, h, w) in [0, 1].
-        data_samples (list[BaseDataElement] | None): Per sample: ``gt`` (t, c, s*h, s*w) sharp HR window,
-            ``lq_sharp`` (t, c, h, w), ``flow`` (t, 2, h, w) (training); ``gt`` (c, s*h, s*w) (validation).
-        mode (str): ``'loss'``: dict of weighted loss terms ``loss_<term>``; ``'predict'``: the data samples
-            with ``pred`` (c, s*h, s*w) added (stage 1: Net_D's temporal anchor of the centre frame);
-            ``'tensor'``: the network's raw output dict.
+        """Run the network in one of mmengine's three modes.
+
+        Args:
+            inputs (Tensor): Blurry LR windows (b, t, c, h, w) in [0, 1].
+            data_samples (list[BaseDataElement] | None): Per sample: ``gt`` (t, c, s*h, s*w) sharp HR window,
+                ``lq_sharp`` (t, c, h, w), ``flow`` (t, 2, h, w) (training); ``gt`` (c, s*h, s*w) (validation).
+            mode (str): ``'loss'``: dict of weighted loss terms ``loss_<term>``; ``'predict'``: the data samples
+                with ``pred`` (c, s*h, s*w) added (stage 1: Net_D's sharp LR anchor of the centre frame,
+                (c, h, w)); ``'tensor'``: the network's raw output dict.
         """
         if mode == 'loss':
             return self.loss(inputs, data_samples)
