@@ -442,3 +442,17 @@ def test_step_networks_mixed_precision_scales_once_and_updates_once():
     assert all(torch.equal(p, q) for p, q in zip(net.parameters(), before))
     assert scaler.get_scale() == 2.0**9
     assert all(p.grad is None for p in net.parameters())
+
+
+@pytest.mark.parametrize('stage', [1, 2])
+def test_reds_configs_build_the_released_model(stage):
+    cfg = Config.fromfile(CONFIGS / f'fmanet_stage{stage}_reds.py')
+    model = MODELS.build(cfg.model)
+    released = {'net_d': 3225837, 'net_r': 6540666}  # SPEC.md: parameter counts at the released configuration
+    networks = ['net_d', 'net_r'][:stage]
+    assert {n: sum(p.numel() for p in getattr(model.generator, n).parameters()) for n in networks} == {
+        n: released[n] for n in networks
+    }
+    assert set(build_optim_wrapper(model, cfg.optim_wrapper).keys()) == set(networks)
+    assert cfg.train_cfg.max_iters == 1330000
+    assert cfg.train_dataloader.dataset.exclude_clips == ['000', '011', '015', '020']  # REDS4 held out
