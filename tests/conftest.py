@@ -13,6 +13,20 @@ import torch
 
 DATA = Path(__file__).parent / 'data'
 
+# The smallest valid FMANet (about 12k parameters), for end-to-end tests of tools and training loops.
+TINY_NET = dict(
+    dim=6,
+    ds_kernel_size=4,
+    us_kernel_size=3,
+    num_rdb=1,
+    growth_rate=4,
+    num_dense_layer=1,
+    num_flow=3,
+    num_frma=1,
+    num_attn_block=1,
+    num_heads=1,
+)
+
 # Released argument names -> FMANet argument names.
 RELEASED_ARGS = {
     'in_channels': 'in_channels',

@@ -25,21 +25,9 @@ import numpy as np
 import pytest
 import torch
 from basicsr.utils.registry import METRIC_REGISTRY
+from conftest import TINY_NET
 
 TOOLS = Path(__file__).resolve().parents[1] / 'tools'
-TINY = dict(
-    dim=6,
-    num_flow=3,
-    num_seq=3,
-    num_heads=1,
-    num_rdb=1,
-    growth_rate=4,
-    num_dense_layer=1,
-    num_frma=1,
-    num_attn_block=1,
-    ds_kernel_size=4,
-    us_kernel_size=3,
-)
 TEXTURE = cv2.GaussianBlur(np.random.default_rng(0).uniform(0, 255, (160, 200, 3)).astype(np.float32), (0, 0), 2.0)
 TEXTURE = cv2.normalize(TEXTURE, None, 0, 255, cv2.NORM_MINMAX)
 
@@ -146,7 +134,7 @@ def receptive_radius(forward, size: int = 40) -> int:
 
 def test_tiled_forward_exact_within_receptive_field():
     torch.manual_seed(0)
-    model = make_local(FMANet(**TINY)).eval()
+    model = make_local(FMANet(**TINY_NET)).eval()
 
     def forward(x):
         return model(x)['output']
@@ -167,7 +155,7 @@ def test_tiled_forward_exact_within_receptive_field():
 def test_tiled_forward_close_for_the_full_model():
     # FMA-Net's transposed attention pools over the whole input, so tiles only approximate the full pass.
     torch.manual_seed(0)
-    model = FMANet(**TINY).eval()
+    model = FMANet(**TINY_NET).eval()
     lq = torch.rand(1, 3, 3, 24, 40)
     with torch.no_grad():
         full = model(lq)['output']
@@ -184,7 +172,7 @@ def test_tiled_forward_close_for_the_full_model():
 def tiny_ckpt(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp('ckpt') / 'tiny.pth'
-    torch.save({'params': FMANet(**TINY).state_dict()}, path)
+    torch.save({'params': FMANet(**TINY_NET).state_dict()}, path)
     return path
 
 
@@ -201,7 +189,7 @@ def vsrdb_folder(tmp_path_factory) -> Path:
 
 
 def write_test_options(path: Path, data: Path, ckpt: Path, results: Path, model_color: str = 'rgb') -> Path:
-    network = '\n'.join(f'  {k}: {v}' for k, v in TINY.items())
+    network = '\n'.join(f'  {k}: {v}' for k, v in TINY_NET.items())
     path.write_text(
         f"""name: tiny
 scale: 4
@@ -288,7 +276,7 @@ def test_test_tool_end_to_end(tmp_path, vsrdb_folder, tiny_ckpt):
 
 def test_test_tool_rejects_mismatched_checkpoint(tmp_path, vsrdb_folder):
     bad = tmp_path / 'bad.pth'
-    torch.save({'params': FMANet(**{**TINY, 'dim': 9}).state_dict()}, bad)
+    torch.save({'params': FMANet(**{**TINY_NET, 'dim': 9}).state_dict()}, bad)
     opt = write_test_options(tmp_path / 'opt.yml', vsrdb_folder, bad, tmp_path / 'results')
     with pytest.raises(ValueError, match=r'bad\.pth \[params\] does not match'):
         load_tool('test').main(['-opt', str(opt)])
@@ -319,7 +307,7 @@ def test_inference_video_to_frames_and_video(tmp_path, tiny_ckpt):
     video = tmp_path / 'in.avi'
     write_video(video, frames)
     opt = tmp_path / 'net.yml'
-    opt.write_text('network_g:\n  type: FMANet\n' + ''.join(f'  {k}: {v}\n' for k, v in TINY.items()))
+    opt.write_text('network_g:\n  type: FMANet\n' + ''.join(f'  {k}: {v}\n' for k, v in TINY_NET.items()))
     common = ['--ckpt', str(tiny_ckpt), '-opt', str(opt), '--device', 'cpu']
 
     out_dir = tmp_path / 'frames'
@@ -345,10 +333,10 @@ def test_inference_frames_match_windowed_model(tmp_path, tiny_ckpt):
     for i, frame in enumerate(frames):
         cv2.imwrite(str(src / f'f{i}.png'), frame)
     opt = tmp_path / 'net.yml'
-    opt.write_text('network_g:\n  type: FMANet\n' + ''.join(f'  {k}: {v}\n' for k, v in TINY.items()))
+    opt.write_text('network_g:\n  type: FMANet\n' + ''.join(f'  {k}: {v}\n' for k, v in TINY_NET.items()))
     out_dir = tmp_path / 'out'
     inference.main(['-i', str(src), '-o', str(out_dir), '--ckpt', str(tiny_ckpt), '-opt', str(opt), '--device', 'cpu'])
-    model = FMANet(**TINY).eval()
+    model = FMANet(**TINY_NET).eval()
     model.load_state_dict(torch.load(tiny_ckpt)['params'])
     rgb = torch.stack([torch.from_numpy(f[..., ::-1].copy()).permute(2, 0, 1).float() / 255 for f in frames])
     for i, window in enumerate(([0, 0, 1], [0, 1, 2], [1, 2, 3], [2, 3, 3])):
@@ -389,7 +377,7 @@ def test_benchmark_two_small_models(tmp_path, vsrdb_folder, tiny_ckpt):
     assert rows['FMANet'][1] == 'small, window 3'
 
     results = {r['model']: r for r in json.loads((out / 'benchmark.json').read_text())}
-    tiny = FMANet(**TINY)
+    tiny = FMANet(**TINY_NET)
     assert results['FMANet']['params_m'] * 1e6 == pytest.approx(sum(p.numel() for p in tiny.parameters()))
     assert results['FMANet']['gmacs_per_frame'] > 0 and results['Bicubic']['params_m'] == 0
     assert results['FMANet']['peak_mem_mb'] > 0
@@ -411,7 +399,7 @@ def test_benchmark_two_small_models(tmp_path, vsrdb_folder, tiny_ckpt):
 
 def test_visualize_writes_pngs(tmp_path, vsrdb_folder, tiny_ckpt):
     opt = tmp_path / 'net.yml'
-    opt.write_text('network_g:\n  type: FMANet\n' + ''.join(f'  {k}: {v}\n' for k, v in TINY.items()))
+    opt.write_text('network_g:\n  type: FMANet\n' + ''.join(f'  {k}: {v}\n' for k, v in TINY_NET.items()))
     out = tmp_path / 'vis'
     argv = ['-i', str(vsrdb_folder / 'lq' / '000'), '--gt', str(vsrdb_folder / 'gt' / '000'), '--frame', '0']
     argv += ['--ckpt', str(tiny_ckpt), '-opt', str(opt), '--pixels', '8,8', '2,13', '--device', 'cpu', '-o', str(out)]

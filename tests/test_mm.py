@@ -34,7 +34,7 @@ import pytest
 import torch
 from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr.utils import tensor2img
-from conftest import network_opt
+from conftest import TINY_NET, network_opt
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper, OptimWrapperDict, build_optim_wrapper
 from mmengine.registry import DATASETS, METRICS, MODELS, DefaultScope, Registry
@@ -43,18 +43,6 @@ from test_losses import fixture_batch, released_train_opt
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / 'options' / 'mm'
-TINY_NET = dict(
-    dim=6,
-    ds_kernel_size=4,
-    us_kernel_size=3,
-    num_rdb=1,
-    growth_rate=4,
-    num_dense_layer=1,
-    num_flow=3,
-    num_frma=1,
-    num_attn_block=1,
-    num_heads=1,
-)
 
 
 def load_tool(name: str) -> ModuleType:

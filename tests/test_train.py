@@ -11,20 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import TINY_NET
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_NET = dict(
-    dim=6,
-    ds_kernel_size=4,
-    us_kernel_size=3,
-    num_rdb=1,
-    growth_rate=4,
-    num_dense_layer=1,
-    num_flow=3,
-    num_frma=1,
-    num_attn_block=1,
-    num_heads=1,
-)
 
 
 @pytest.fixture(scope='module')
