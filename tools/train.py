@@ -4,7 +4,7 @@ Usage:
     python tools/train.py -opt options/fmanet_stage2.yml [--launcher none|pytorch|slurm] [--auto_resume] [--debug]
     torchrun --nproc_per_node=4 tools/train.py -opt options/fmanet_stage2.yml --launcher pytorch
     python tools/train.py options/mm/demo_stage1.py [--amp] [--resume [CKPT]] [--cfg-options k=v] [--launcher ...]
-    (mmengine configs: see docs/OPENMMLAB.md and ``fmanet_plugin/mm/train.py``)
+    (mmengine configs: see README "The OpenMMLab way" and ``fmanet_plugin/mm/train.py``)
 
 Experiments, logs and tensorboard files go to ``experiments/`` and ``tb_logger/`` under the current
 directory. Runs on CPU (``num_gpu: 0``, gloo when distributed), one GPU or many (NCCL).
