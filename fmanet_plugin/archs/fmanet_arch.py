@@ -11,12 +11,12 @@ the public interface is BasicSR's ``(b, t, c, h, w)``.
 
 from __future__ import annotations
 
+from fmanet_plugin.ops import fgdf_downsample, fgdf_upsample, warp_image, warp_multi_flow
+
 import torch
 import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
-
-from fmanet_plugin.ops import fgdf_downsample, fgdf_upsample, warp_image, warp_multi_flow
 
 
 @ARCH_REGISTRY.register()
