@@ -1,6 +1,22 @@
 """Differentiable building blocks of FMA-Net: occlusion-aware warping and flow-guided dynamic filtering."""
 
-from .fgdf import fgdf_downsample, fgdf_upsample, normalize_restoration_kernels
+from .fgdf import (
+    fgdf_downsample,
+    fgdf_downsample_chunked,
+    fgdf_upsample,
+    fgdf_upsample_chunked,
+    fgdf_upsample_rows,
+    normalize_restoration_kernels,
+)
 from .warp import warp_image, warp_multi_flow
 
-__all__ = ['warp_multi_flow', 'warp_image', 'fgdf_downsample', 'fgdf_upsample', 'normalize_restoration_kernels']
+__all__ = [
+    'warp_multi_flow',
+    'warp_image',
+    'fgdf_downsample',
+    'fgdf_upsample',
+    'normalize_restoration_kernels',
+    'fgdf_downsample_chunked',
+    'fgdf_upsample_chunked',
+    'fgdf_upsample_rows',
+]

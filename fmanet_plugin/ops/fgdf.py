@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 
 def fgdf_downsample(
@@ -92,3 +93,109 @@ def fgdf_upsample(lr_frames: torch.Tensor, restoration_kernels: torch.Tensor, sc
     patches = F.unfold(padded, kernel_size).view(b, t, c, kernel_size * kernel_size, h, w)
     out = torch.einsum('btckhw,btskhw->bcshw', patches, kernels)
     return F.pixel_shuffle(out.reshape(b, c * scale * scale, h, w), scale)
+
+
+def fgdf_downsample_chunked(
+    hr_frames: torch.Tensor,
+    degradation_kernels: torch.Tensor,
+    scale: int,
+    hr_ones: torch.Tensor | None = None,
+    max_chunk_bytes: int = 24 * 2**20,
+) -> torch.Tensor:
+    """:func:`fgdf_downsample` in LR row chunks, never holding more than ``max_chunk_bytes`` of patches.
+
+    The all-ones normaliser rides along as one extra channel of the same patches. Under autograd every
+    chunk is checkpointed (its patches are recomputed in the backward pass instead of being stored).
+
+    Args:
+        hr_frames (Tensor): Warped HR frames of shape (b, t, c, scale*h, scale*w).
+        degradation_kernels (Tensor): Unnormalised kernels of shape (b, t, k_d*k_d, h, w).
+        scale (int): Downsampling factor ``s``; ``k_d - s`` must be even.
+        hr_ones (Tensor | None): Warped, masked all-ones frames of shape (b, t, 1, scale*h, scale*w).
+            Default: None (no normalisation).
+        max_chunk_bytes (int): Patch memory budget of one chunk. Default: 24 MiB.
+
+    Returns:
+        Tensor: LR frame of shape (b, c, h, w), equal to :func:`fgdf_downsample` up to float round-off.
+    """
+    b, t, num_taps, h, w = degradation_kernels.shape
+    c = hr_frames.shape[2]
+    kernel_size = int(round(num_taps**0.5))
+    frames = hr_frames if hr_ones is None else torch.cat((hr_frames, hr_ones), dim=2)
+    pad = (kernel_size - scale) // 2
+    height, width = frames.shape[-2:]
+    padded = F.pad(frames.reshape(b * t, -1, height, width), (pad, pad, pad, pad), mode='replicate')
+    rows = max(1, max_chunk_bytes // (4 * b * t * frames.shape[2] * num_taps * w))
+    grad = torch.is_grad_enabled() and (frames.requires_grad or degradation_kernels.requires_grad)
+    outs = []
+    for lo in range(0, h, rows):
+        hi = min(lo + rows, h)
+        slab = padded[:, :, scale * lo : scale * (hi - 1) + kernel_size]
+        kernels = degradation_kernels[..., lo:hi, :]
+        if grad:
+            out = checkpoint(_downsample_rows, slab, kernels, kernel_size, scale, use_reentrant=False)
+        else:
+            out = _downsample_rows(slab, kernels, kernel_size, scale)
+        outs.append(out if hr_ones is None else out[:, :c] / (out[:, c:] + 1e-8))
+    return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
+
+
+def _downsample_rows(slab: torch.Tensor, kernels: torch.Tensor, kernel_size: int, scale: int) -> torch.Tensor:
+    """Softmax-weighted strided windows of padded HR rows: (b*t, c, ., W) x (b, t, k*k, rows, w) -> (b, c, rows, w)."""
+    b, t, num_taps, rows, w = kernels.shape
+    weights = torch.softmax(kernels.reshape(b, t * num_taps, rows * w), dim=1).view(b, t, num_taps, rows * w)
+    patches = F.unfold(slab, kernel_size, stride=scale).view(b, t, slab.shape[1], num_taps, rows * w)
+    return torch.einsum('btckp,btkp->bcp', patches, weights).view(b, -1, rows, w)
+
+
+def fgdf_upsample_rows(
+    padded_frames: torch.Tensor, restoration_kernels: torch.Tensor, row_start: int, scale: int
+) -> torch.Tensor:
+    """FGDF upsampling of the LR rows ``[row_start, row_start + rows)`` only (see :func:`fgdf_upsample`).
+
+    Args:
+        padded_frames (Tensor): Warped LR frames, replicate-padded by ``k_r // 2`` on every side, of shape
+            (b, t, c, h + 2p, w + 2p).
+        restoration_kernels (Tensor): Unnormalised kernels of those rows, (b, t, scale*scale*k_r*k_r, rows, w).
+        row_start (int): First LR row.
+        scale (int): Upsampling factor ``s``.
+
+    Returns:
+        Tensor: HR rows of shape (b, c, scale*rows, scale*w).
+    """
+    b, t, c = padded_frames.shape[:3]
+    rows, w = restoration_kernels.shape[-2:]
+    kernels = normalize_restoration_kernels(restoration_kernels, scale)
+    kernel_size = int(round(kernels.shape[3] ** 0.5))
+    slab = padded_frames[:, :, :, row_start : row_start + rows + kernel_size - 1]
+    patches = F.unfold(slab.reshape(b * t, c, rows + kernel_size - 1, -1), kernel_size)
+    patches = patches.view(b, t, c, kernel_size * kernel_size, rows * w)
+    kernels = kernels.reshape(b, t, scale * scale, kernel_size * kernel_size, rows * w)
+    out = torch.einsum('btckp,btskp->bcsp', patches, kernels)
+    return F.pixel_shuffle(out.reshape(b, c * scale * scale, rows, w), scale)
+
+
+def fgdf_upsample_chunked(
+    lr_frames: torch.Tensor, restoration_kernels: torch.Tensor, scale: int, max_chunk_bytes: int = 24 * 2**20
+) -> torch.Tensor:
+    """:func:`fgdf_upsample` in LR row chunks of at most ``max_chunk_bytes`` of patches and products.
+
+    Args:
+        lr_frames (Tensor): Warped LR frames of shape (b, t, c, h, w).
+        restoration_kernels (Tensor): Unnormalised kernels of shape (b, t, scale*scale*k_r*k_r, h, w).
+        scale (int): Upsampling factor ``s``.
+        max_chunk_bytes (int): Memory budget of one chunk. Default: 24 MiB.
+
+    Returns:
+        Tensor: HR frame of shape (b, c, scale*h, scale*w), equal to :func:`fgdf_upsample` up to round-off.
+    """
+    b, t, c, h, w = lr_frames.shape
+    num_taps = restoration_kernels.shape[2]
+    pad = int(round((num_taps // (scale * scale)) ** 0.5)) // 2
+    padded = F.pad(lr_frames.reshape(b * t, c, h, w), (pad, pad, pad, pad), mode='replicate')
+    padded = padded.view(b, t, c, h + 2 * pad, w + 2 * pad)
+    rows = max(1, max_chunk_bytes // (4 * b * t * (c + 1) * num_taps * w))
+    outs = [
+        fgdf_upsample_rows(padded, restoration_kernels[..., lo : lo + rows, :], lo, scale) for lo in range(0, h, rows)
+    ]
+    return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
