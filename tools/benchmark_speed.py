@@ -1,0 +1,385 @@
+"""Speed and memory of FMA-Net's fast implementation against the reference, on the same weights and inputs.
+
+Cases (the released configuration: T = 3, x4, dim 90, ...):
+
+* ``inference``: ``model(lq, outputs=('output',))`` without autograd, LR ``--size`` (default 180x320, one
+  720x1280 output frame).
+* ``train``: one stage-2 training step, forward with ``gt`` and backward of the released stage-2 loss
+  (``FMANetObjective``), LR ``--train-size`` (default 64x64), batch ``--batch`` (default 2). No optimiser step.
+
+Every measurement runs in its own child process, so the peak RSS (``ru_maxrss`` of the child) is that of one
+implementation only. Both implementations of a case run under the same allocator settings; ``--allocators``
+picks them: ``default`` (glibc's defaults) and ``tuned`` (``MALLOC_MMAP_THRESHOLD_`` set to
+``--mmap-threshold`` bytes in the children's environment, so that large buffers are recycled instead of being
+mapped and zero-filled anew). The tool sets nothing in its own process and nothing else.
+
+Reported per case: wall time (best of ``--repeats``, reference and fast alternating), CPU time, minor page
+faults, peak RSS (maximum over the repeats) and its increase over the RSS just before the measured call, the
+max abs difference between the two implementations (output; in training also the loss and every gradient),
+the ratios, FLOPs (``torch.utils.flop_counter`` on a small input, scaled by the pixel count) and the achieved
+GFLOP/s next to the machine's measured SGEMM rate.
+
+Examples:
+    python tools/benchmark_speed.py                                   # both cases, both allocator settings
+    python tools/benchmark_speed.py --cases inference --allocators default --repeats 3
+    python tools/benchmark_speed.py --size 90x160 --cases inference --json results/speed.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+IMPLS = ('reference', 'fast')
+# (target speed-up, target memory fraction) per case and allocator setting, from the performance issue
+TARGETS = {
+    ('inference', 'default'): (2.5, 1 / 3),
+    ('inference', 'tuned'): (1.3, 1 / 3),
+    ('train', 'default'): (1.25, 1 / 2),
+    ('train', 'tuned'): (1.25, 1 / 2),
+}
+# The released stage-2 loss weighting (SPEC.md, options/fmanet_stage2.yml).
+STAGE2_LOSS = {
+    'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0},
+    'recon_opt': {'type': 'ReconstructionLoss', 'loss_weight': 1.0},
+    'hr_warp_opt': {'type': 'WarpingLoss', 'loss_weight': 0.1},
+    'flow_opt': {'type': 'FlowLoss', 'loss_weight': 1e-4},
+    'anchor_d_opt': {'type': 'TemporalAnchorLoss', 'loss_weight': 0.1},
+    'lr_warp_opt': {'type': 'WarpingLoss', 'loss_weight': 0.1},
+    'anchor_r_opt': {'type': 'TemporalAnchorLoss', 'loss_weight': 0.1},
+    'net_d_weight': 0.1,
+}
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'size must look like HxW (e.g. 180x320), got {text!r}') from None
+    if h < 5 or w < 5:
+        raise argparse.ArgumentTypeError(f'size must be at least 5x5, got {text!r}')
+    return h, w
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--cases', default='inference,train', help='comma-separated: inference, train')
+    parser.add_argument('--allocators', default='default,tuned', help='comma-separated: default, tuned')
+    parser.add_argument('--mmap-threshold', type=int, default=2**32, help='MALLOC_MMAP_THRESHOLD_ of "tuned"')
+    parser.add_argument('--size', type=parse_size, default=(180, 320), help='LR size of the inference case')
+    parser.add_argument('--train-size', type=parse_size, default=(64, 64), help='LR size of the training case')
+    parser.add_argument('--batch', type=int, default=2, help='batch of the training case')
+    parser.add_argument('--repeats', type=int, default=1, help='runs per implementation (best time is kept)')
+    parser.add_argument('--threads', type=int, default=os.cpu_count(), help='torch threads in the children')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--ckpt', help='plugin checkpoint (params) to use instead of seeded random weights')
+    parser.add_argument('--json', help='also write the results here')
+    parser.add_argument('--worker', help=argparse.SUPPRESS)  # internal: JSON spec of one child measurement
+    args = parser.parse_args(argv)
+    args.cases = _choices(args.cases, ('inference', 'train'), '--cases')
+    args.allocators = _choices(args.allocators, ('default', 'tuned'), '--allocators')
+    if args.repeats < 1 or args.batch < 1 or args.threads < 1:
+        parser.error('--repeats, --batch and --threads must be positive')
+    return args
+
+
+def _choices(text: str, allowed: tuple[str, ...], option: str) -> list[str]:
+    values = [v.strip() for v in text.split(',') if v.strip()]
+    bad = [v for v in values if v not in allowed]
+    if bad or not values:
+        raise SystemExit(f'{option}: expected a comma-separated subset of {allowed}, got {text!r}')
+    return values
+
+
+# ----------------------------------------------------------------------------------------------- child process
+
+
+def _rss_kb() -> int:
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') // 1024
+
+
+def run_worker(spec: dict) -> None:
+    """Build one implementation, run one case once, write timings, memory and outputs."""
+    import fmanet_plugin  # noqa: F401  (registers the plugin; installs the basicsr compatibility shim)
+    from fmanet_plugin.archs.fmanet_arch import FMANet
+
+    import torch
+
+    torch.set_num_threads(spec['threads'])
+    model = FMANet(impl=spec['impl'])
+    model.load_state_dict(torch.load(spec['weights'], map_location='cpu', weights_only=True))
+    gen = torch.Generator().manual_seed(spec['seed'])
+    h, w = spec['size']
+    b = spec['batch']
+    lq = torch.rand(b, 3, 3, h, w, generator=gen)
+    result = {}
+    if spec['case'] == 'inference':
+        model.eval()
+        before, usage0, start = _rss_kb(), resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        with torch.no_grad():
+            output = model(lq, outputs=('output',))['output']
+        wall = time.perf_counter() - start
+        torch.save({'output': output}, spec['out'])
+    else:
+        from fmanet_plugin.losses.fmanet_loss import FMANetObjective
+
+        model.train()
+        batch = {
+            'lq': lq,
+            'gt': torch.rand(b, 3, 3, 4 * h, 4 * w, generator=gen),
+            'lq_sharp': torch.rand(b, 3, 3, h, w, generator=gen),
+            'flow': torch.randn(b, 3, 2, h, w, generator=gen),
+        }
+        objective = FMANetObjective(STAGE2_LOSS, stage=2)
+        before, usage0, start = _rss_kb(), resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        outputs = model(batch['lq'], batch['gt'])
+        loss = sum(objective(outputs, batch).values())
+        loss.backward()
+        wall = time.perf_counter() - start
+        grads = {k: p.grad for k, p in model.named_parameters() if p.grad is not None}
+        torch.save({'output': outputs['output'].detach(), 'loss': loss.detach(), 'grads': grads}, spec['out'])
+        result['loss'] = float(loss)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result.update(
+        wall=wall,
+        user=usage.ru_utime - usage0.ru_utime,
+        sys=usage.ru_stime - usage0.ru_stime,
+        minflt=usage.ru_minflt - usage0.ru_minflt,
+        peak_rss_mb=usage.ru_maxrss / 1024,
+        rss_before_mb=before / 1024,
+    )
+    Path(spec['result']).write_text(json.dumps(result))
+
+
+# ---------------------------------------------------------------------------------------------- parent process
+
+
+def child_env(allocator: str, threshold: int) -> dict:
+    env = dict(os.environ)
+    env.pop('MALLOC_MMAP_THRESHOLD_', None)
+    if allocator == 'tuned':
+        env['MALLOC_MMAP_THRESHOLD_'] = str(threshold)
+    env.setdefault('PYTHONWARNINGS', 'ignore')
+    return env
+
+
+def run_child(spec: dict, env: dict) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), '--worker', json.dumps(spec)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f'{spec["impl"]} {spec["case"]} child failed:\n{proc.stderr[-4000:]}')
+    return json.loads(Path(spec['result']).read_text())
+
+
+def max_abs_diff(a: dict, b: dict) -> dict:
+    """Max abs differences between the two implementations' saved results."""
+    diffs = {'output': (a['output'] - b['output']).abs().max().item()}
+    if 'loss' in a:
+        diffs['loss'] = abs(float(a['loss']) - float(b['loss']))
+        diffs['grads'] = max((a['grads'][k] - b['grads'][k]).abs().max().item() for k in a['grads'])
+        scale = max(b['grads'][k].abs().max().item() for k in b['grads'])
+        diffs['grads_rel_to_max'] = diffs['grads'] / max(scale, 1e-30)
+    return diffs
+
+
+def count_flops(case: str, size: tuple[int, int], batch: int, threads: int) -> dict[str, float]:
+    """FLOPs of one call of each implementation at ``size``, counted at a small size and scaled by the pixels
+    (every layer of FMA-Net costs the same per pixel)."""
+    from fmanet_plugin.archs.fmanet_arch import FMANet
+    from fmanet_plugin.losses.fmanet_loss import FMANetObjective
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.set_num_threads(threads)
+    small = (16, 24)
+    scale = size[0] * size[1] * batch / (small[0] * small[1])
+    flops = {}
+    for impl in IMPLS:
+        torch.manual_seed(0)
+        model = FMANet(impl=impl)
+        lq = torch.rand(1, 3, 3, *small)
+        with FlopCounterMode(display=False) as counter:
+            if case == 'inference':
+                with torch.no_grad():
+                    model.eval()(lq, outputs=('output',))
+            else:
+                batch_ = {
+                    'lq': lq,
+                    'gt': torch.rand(1, 3, 3, 4 * small[0], 4 * small[1]),
+                    'lq_sharp': torch.rand(1, 3, 3, *small),
+                    'flow': torch.zeros(1, 3, 2, *small),
+                }
+                outputs = model.train()(lq, batch_['gt'])
+                sum(FMANetObjective(STAGE2_LOSS, stage=2)(outputs, batch_).values()).backward()
+        flops[impl] = counter.get_total_flops() * scale
+    return flops
+
+
+def sgemm_gflops(threads: int) -> float:
+    """Measured single-precision GEMM rate (best of 5, n = 2048): the machine's practical peak."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    out = torch.empty(2048, 2048)
+    torch.mm(a, b, out=out)
+    best = min(_timed(lambda: torch.mm(a, b, out=out)) for _ in range(5))
+    return 2 * 2048**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'):
+                cpu = line.split(':', 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f'{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}'
+
+
+def run(args: argparse.Namespace) -> dict:
+    import fmanet_plugin  # noqa: F401
+    from fmanet_plugin.archs.fmanet_arch import FMANet
+
+    import torch
+    from tqdm import tqdm
+
+    work = Path(tempfile.mkdtemp(prefix='fmanet_speed_'))
+    weights = work / 'weights.pth'
+    if args.ckpt:
+        state = torch.load(args.ckpt, map_location='cpu', weights_only=True)
+        state = state.get('params', state.get('params_ema', state))
+    else:
+        torch.manual_seed(args.seed)
+        state = FMANet().state_dict()
+    torch.save(state, weights)
+
+    report = {
+        'machine': machine(),
+        'torch': torch.__version__,
+        'threads': args.threads,
+        'sgemm_gflops': sgemm_gflops(args.threads),
+        'cases': [],
+    }
+    jobs = [(case, alloc) for case in args.cases for alloc in args.allocators]
+    bar = tqdm(total=len(jobs) * args.repeats * 2, desc='benchmark', unit='run')
+    for case, alloc in jobs:
+        size, batch = (args.size, 1) if case == 'inference' else (args.train_size, args.batch)
+        runs = {impl: [] for impl in IMPLS}
+        outputs = {}
+        for repeat in range(args.repeats):
+            order = IMPLS if repeat % 2 == 0 else IMPLS[::-1]  # alternate who runs first
+            for impl in order:
+                spec = {
+                    'impl': impl,
+                    'case': case,
+                    'size': size,
+                    'batch': batch,
+                    'threads': args.threads,
+                    'seed': args.seed,
+                    'weights': str(weights),
+                    'out': str(work / f'{case}_{alloc}_{impl}.pt'),
+                    'result': str(work / f'{case}_{alloc}_{impl}.json'),
+                }
+                runs[impl].append(run_child(spec, child_env(alloc, args.mmap_threshold)))
+                outputs[impl] = spec['out']
+                bar.update()
+        diff = max_abs_diff(*(torch.load(outputs[i], weights_only=True) for i in IMPLS))
+        entry = {'case': case, 'allocator': alloc, 'size': list(size), 'batch': batch, 'diff': diff}
+        for impl in IMPLS:
+            entry[impl] = {
+                'wall': min(r['wall'] for r in runs[impl]),
+                'walls': [r['wall'] for r in runs[impl]],
+                'cpu': min(r['user'] + r['sys'] for r in runs[impl]),
+                'sys': min(r['sys'] for r in runs[impl]),
+                'minflt': min(r['minflt'] for r in runs[impl]),
+                'peak_rss_mb': max(r['peak_rss_mb'] for r in runs[impl]),
+                'rss_before_mb': min(r['rss_before_mb'] for r in runs[impl]),
+            }
+        entry['speedup'] = entry['reference']['wall'] / entry['fast']['wall']
+        entry['memory_fraction'] = entry['fast']['peak_rss_mb'] / entry['reference']['peak_rss_mb']
+        report['cases'].append(entry)
+    bar.close()
+    for case in args.cases:
+        size, batch = (args.size, 1) if case == 'inference' else (args.train_size, args.batch)
+        flops = count_flops(case, size, batch, args.threads)
+        for entry in report['cases']:
+            if entry['case'] == case:
+                for impl in IMPLS:
+                    entry[impl]['gflop'] = flops[impl] / 1e9
+                    entry[impl]['gflops_per_s'] = flops[impl] / 1e9 / entry[impl]['wall']
+    return report
+
+
+def format_report(report: dict) -> str:
+    lines = [
+        f'Machine: {report["machine"]}; torch {report["torch"]}, {report["threads"]} threads; '
+        f'measured SGEMM {report["sgemm_gflops"]:.0f} GFLOP/s',
+        '',
+        '| case | allocator | impl | wall s | CPU s (sys) | minor faults | peak RSS MB (+ over start) '
+        '| GFLOP | GFLOP/s | speed-up | memory | max abs diff |',
+        '|---|---|---|---|---|---|---|---|---|---|---|---|',
+    ]
+    for e in report['cases']:
+        speed_target, mem_target = TARGETS[(e['case'], e['allocator'])]
+        for impl in IMPLS:
+            r = e[impl]
+            ratio = diff = ''
+            if impl == 'fast':
+                ok_speed = 'met' if e['speedup'] >= speed_target else 'NOT met'
+                ok_mem = 'met' if e['memory_fraction'] <= mem_target else 'NOT met'
+                ratio = f'{e["speedup"]:.2f}x (target {speed_target}x: {ok_speed})'
+                diff = ', '.join(f'{k} {v:.1e}' for k, v in e['diff'].items())
+                mem = f'{e["memory_fraction"]:.2f} (target {mem_target:.2f}: {ok_mem})'
+            else:
+                mem = ''
+            size = f'{e["size"][0]}x{e["size"][1]}' + (f' b{e["batch"]}' if e['case'] == 'train' else '')
+            lines.append(
+                f'| {e["case"]} {size} | {e["allocator"]} | {impl} | {r["wall"]:.1f} | '
+                f'{r["cpu"]:.1f} ({r["sys"]:.1f}) | {r["minflt"]:,} | '
+                f'{r["peak_rss_mb"]:.0f} (+{r["peak_rss_mb"] - r["rss_before_mb"]:.0f}) | '
+                f'{r.get("gflop", 0):.0f} | {r.get("gflops_per_s", 0):.0f} | {ratio} | {mem} | {diff} |'
+            )
+    return '\n'.join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.worker:
+        run_worker(json.loads(args.worker))
+        return
+    report = run(args)
+    text = format_report(report)
+    print(text)
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + '.tmp')
+        tmp.write_text(json.dumps(report, indent=2))
+        os.replace(tmp, path)
+
+
+if __name__ == '__main__':
+    main()
