@@ -1,0 +1,189 @@
+"""FMANet(impl='fast') computes the reference implementation's function: outputs and gradients, several configs."""
+
+from __future__ import annotations
+
+from fmanet_plugin.archs import fmanet_fast
+from fmanet_plugin.archs.fmanet_arch import FMANet
+from fmanet_plugin.ops import fgdf_downsample, fgdf_downsample_chunked, fgdf_upsample, fgdf_upsample_chunked
+
+import pytest
+import torch
+from conftest import RELEASED_OUTPUTS, network_opt, to_btchw
+from torch.utils.flop_counter import FlopCounterMode
+
+TINY = dict(
+    dim=12, ds_kernel_size=8, us_kernel_size=3, num_rdb=2, growth_rate=4, num_dense_layer=2, num_flow=3, num_frma=2,
+    num_attn_block=1, num_heads=2,
+)  # fmt: skip
+CONFIGS = {
+    'tiny': TINY,
+    'bias_t5': {**TINY, 'dim': 15, 'num_seq': 5, 'num_heads': 3, 'bias': True, 'num_dense_layer': 3},
+    'wide_kernels': {**TINY, 'ds_kernel_size': 12, 'us_kernel_size': 5, 'num_attn_block': 2, 'num_frma': 3},
+}
+# (batch, height, width): non-square, odd sizes, a frame smaller than the composed 5x5 kernel needs
+SIZES = [(2, 9, 14), (1, 11, 7)]
+ALL_CHUNKS_SMALL = dict(CHUNK_BYTES=1, ATTN_CHUNK_BYTES=1, RESTORE_CHUNK_BYTES=1, PIXEL_CHUNK=5, WARP_FLOWS_PER_PIECE=1)
+
+
+def _pair(config: dict, stage: int = 2, seed: int = 0) -> tuple[FMANet, FMANet]:
+    torch.manual_seed(seed)
+    reference = FMANet(impl='reference', stage=stage, **config)
+    with torch.no_grad():  # move every parameter off its initial value so that each one matters
+        for param in reference.parameters():
+            param.add_(0.1 * torch.randn_like(param))
+    fast = FMANet(impl='fast', stage=stage, **config)
+    fast.load_state_dict(reference.state_dict())
+    return reference, fast
+
+
+def _inputs(config: dict, batch: int, h: int, w: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    t = config.get('num_seq', 3)
+    return torch.rand(batch, t, 3, h, w, generator=gen), torch.rand(batch, t, 3, 4 * h, 4 * w, generator=gen)
+
+
+def _assert_outputs_close(got: dict, expected: dict, rtol: float = 2e-5) -> None:
+    """Equal up to float32 round-off: both implementations are ~1e-5 (relative to the output range) away from
+    a float64 evaluation of the reference at these configurations."""
+    assert set(got) == set(expected)
+    for key, value in expected.items():
+        assert got[key].shape == value.shape, key
+        assert (got[key] - value).abs().max().item() <= rtol * max(1.0, value.abs().max().item()), key
+
+
+def _assert_grad_close(got: torch.Tensor, expected: torch.Tensor, name: str) -> None:
+    """Equal up to float32 round-off, relative to the gradient's range: in float32 the reference's own
+    gradients are up to ~5e-5 of their maximum away from a float64 evaluation at these configurations."""
+    assert (got - expected).abs().max().item() <= 2e-4 * expected.abs().max().item() + 1e-12, name
+
+
+@pytest.fixture(params=[{}, ALL_CHUNKS_SMALL], ids=['default_chunks', 'tiny_chunks'])
+def chunks(request, monkeypatch):
+    """Run with the default memory budgets, and with budgets so small that every frame group, row chunk,
+    pixel chunk, warp piece and sample chunk has its minimum size."""
+    for name, value in request.param.items():
+        monkeypatch.setattr(fmanet_fast, name, value)
+    return request.param
+
+
+@pytest.mark.parametrize('name', sorted(CONFIGS))
+@pytest.mark.parametrize('size', SIZES, ids=lambda s: 'x'.join(map(str, s)))
+def test_forward_matches_reference(name, size, chunks):
+    config = CONFIGS[name]
+    reference, fast = _pair(config)
+    lq, gt = _inputs(config, *size)
+    with torch.no_grad():
+        _assert_outputs_close(fast.eval()(lq, gt), reference.eval()(lq, gt))
+        # without gt: the inference schedule (composed kernel embedding, workspace, skipped branches)
+        _assert_outputs_close(fast(lq, outputs=['output']), reference(lq, outputs=['output']))
+        _assert_outputs_close(fast(lq), reference(lq))
+
+
+@pytest.mark.parametrize('name', ['tiny', 'bias_t5'])
+def test_gradients_match_reference(name, chunks):
+    config = CONFIGS[name]
+    reference, fast = _pair(config)
+    lq, gt = _inputs(config, 2, 10, 13)
+    grads = []
+    for model in (reference, fast):
+        model.train()
+        outputs = model(lq, gt)
+        # every output contributes, with position-dependent weights
+        loss = sum((v * torch.linspace(-1, 1, v.numel()).view(v.shape)).sum() for v in outputs.values())
+        grads.append(torch.autograd.grad(loss, list(model.parameters()), allow_unused=True))
+    names = [n for n, _ in reference.named_parameters()]
+    for name_, g_ref, g_fast in zip(names, *grads):
+        assert (g_ref is None) == (g_fast is None), name_
+        if g_ref is not None:
+            _assert_grad_close(g_fast, g_ref, name_)
+
+
+def test_gradients_without_gt_and_input_gradient():
+    """Autograd through the no-``gt`` path (no composed kernels under autograd) and into the input frames."""
+    reference, fast = _pair(TINY)
+    lq, _ = _inputs(TINY, 1, 9, 12)
+    grads = []
+    for model in (reference, fast):
+        x = lq.clone().requires_grad_()
+        out = model.eval()(x, outputs=['output'])['output']
+        grads.append(torch.autograd.grad((out * out).sum(), x)[0])
+    _assert_grad_close(grads[1], grads[0], 'lq')
+
+
+def test_stage1_matches_reference(chunks):
+    reference, fast = _pair(TINY, stage=1)
+    lq, gt = _inputs(TINY, 2, 9, 11)
+    with torch.no_grad():
+        _assert_outputs_close(fast(lq, gt), reference(lq, gt))
+        _assert_outputs_close(fast(lq), reference(lq))
+
+
+def test_released_fixture_both_implementations(official, small_model):
+    """Both implementations reproduce the released model's outputs (tests/data/official_small.pt)."""
+    reference = FMANet(impl='reference', **network_opt(official))
+    reference.load_state_dict(small_model.state_dict())
+    x, y = to_btchw(official['x']), to_btchw(official['y'])
+    with torch.no_grad():
+        for model in (small_model.eval(), reference.eval()):
+            outputs = model(x, y)
+            for released, ours in RELEASED_OUTPUTS.items():
+                expected = to_btchw(official['outputs_eval'][released])
+                assert (outputs[ours] - expected).abs().max().item() <= 1e-5, (model.impl, ours)
+            assert (model(x)['output'] - official['output_lr_only']).abs().max().item() <= 1e-5
+
+
+def test_checkpoints_are_interchangeable():
+    reference, fast = _pair(TINY)
+    assert list(reference.state_dict()) == list(fast.state_dict())
+    for key, value in reference.state_dict().items():
+        assert torch.equal(value, fast.state_dict()[key])
+
+
+def test_inference_mode_skips_unrequested_branches():
+    _, fast = _pair(TINY)
+    lq, _ = _inputs(TINY, 1, 12, 12)
+    flops = {}
+    for outputs in (None, ('output',)):
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            result = fast.eval()(lq, outputs=outputs)
+        flops[outputs] = counter.get_total_flops()
+        assert set(result) == ({'output'} if outputs else {'output', 'lr_warp', 'image_flow', 'anchor_d', 'anchor_r'})
+    assert flops[('output',)] < flops[None]
+
+
+def test_bad_options_are_named():
+    with pytest.raises(ValueError, match='impl'):
+        FMANet(impl='turbo', **TINY)
+    model = FMANet(stage=1, **TINY)
+    lq, _ = _inputs(TINY, 1, 8, 8)
+    with pytest.raises(ValueError, match=r"outputs \['output'\]"):
+        model(lq, outputs=['output'])
+    with pytest.raises(ValueError, match='recon'):
+        FMANet(**TINY)(lq, outputs=['recon'])
+
+
+@pytest.mark.parametrize('with_ones', [False, True])
+def test_chunked_fgdf_downsample_matches_op(with_ones):
+    gen = torch.Generator().manual_seed(0)
+    b, t, c, h, w, k, s = 2, 3, 3, 7, 9, 8, 4
+    frames = torch.rand(b, t, c, s * h, s * w, generator=gen, requires_grad=True)
+    kernels = torch.randn(b, t, k * k, h, w, generator=gen, requires_grad=True)
+    ones = torch.rand(b, t, 1, s * h, s * w, generator=gen) if with_ones else None
+    expected = fgdf_downsample(frames, kernels, s, ones)
+    got = fgdf_downsample_chunked(frames, kernels, s, ones, max_chunk_bytes=1)  # one LR row per chunk
+    assert torch.allclose(got, expected, atol=1e-6)
+    weights = torch.randn_like(expected)
+    g_expected = torch.autograd.grad((expected * weights).sum(), (frames, kernels))
+    g_got = torch.autograd.grad((got * weights).sum(), (frames, kernels))
+    for a, e in zip(g_got, g_expected):
+        assert torch.allclose(a, e, atol=1e-6)
+
+
+def test_chunked_fgdf_upsample_matches_op():
+    gen = torch.Generator().manual_seed(0)
+    b, t, c, h, w, k, s = 2, 3, 3, 6, 5, 3, 4
+    frames = torch.rand(b, t, c, h, w, generator=gen)
+    kernels = torch.randn(b, t, s * s * k * k, h, w, generator=gen)
+    expected = fgdf_upsample(frames, kernels, s)
+    for budget in (1, 10**9):
+        assert torch.allclose(fgdf_upsample_chunked(frames, kernels, s, max_chunk_bytes=budget), expected, atol=1e-6)
