@@ -187,3 +187,26 @@ def test_chunked_fgdf_upsample_matches_op():
     expected = fgdf_upsample(frames, kernels, s)
     for budget in (1, 10**9):
         assert torch.allclose(fgdf_upsample_chunked(frames, kernels, s, max_chunk_bytes=budget), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16], ids=['bf16', 'fp16'])
+def test_autocast_error_no_larger_than_reference(dtype):
+    """Under CPU autocast (the mixed-precision path a GPU takes too) the fast schedule is as accurate as the
+    reference: its distance to the float32 output is at most twice the reference's own autocast error
+    (the two round in different places, so they are not equal to each other)."""
+    reference, fast = _pair(TINY)
+    lq, gt = _inputs(TINY, 1, 10, 13)
+    with torch.no_grad():
+        truth = reference.eval()(lq)['output']
+        errors = {}
+        for model in (reference, fast):
+            with torch.autocast('cpu', dtype=dtype):
+                out = model.eval()(lq, outputs=['output'])['output']
+            errors[model.impl] = (out.float() - truth).abs().max().item()
+    assert 0 < errors['reference'] < 0.1
+    assert errors['fast'] <= 2 * errors['reference']
+    with torch.autocast('cpu', dtype=dtype):  # and training steps run: finite loss and gradients
+        out = fast.train()(lq, gt)
+        loss = sum(v.float().abs().mean() for v in out.values())
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in fast.parameters() if p.grad is not None)

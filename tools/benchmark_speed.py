@@ -7,7 +7,7 @@ Cases (the released configuration: T = 3, x4, dim 90, ...):
 * ``train``: one stage-2 training step, forward with ``gt`` and backward of the released stage-2 loss
   (``FMANetObjective``), LR ``--train-size`` (default 64x64), batch ``--batch`` (default 2). No optimiser step.
 
-Every measurement runs in its own child process, so the peak RSS (``ru_maxrss`` of the child) is that of one
+Every measurement runs in its own child process, so the peak RSS (``VmHWM`` of the child) is that of one
 implementation only. Both implementations of a case run under the same allocator settings; ``--allocators``
 picks them: ``default`` (glibc's defaults) and ``tuned`` (``MALLOC_MMAP_THRESHOLD_`` set to
 ``--mmap-threshold`` bytes in the children's environment, so that large buffers are recycled instead of being
@@ -85,11 +85,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--threads', type=int, default=os.cpu_count(), help='torch threads in the children')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--ckpt', help='plugin checkpoint (params) to use instead of seeded random weights')
+    parser.add_argument('--warmup', type=int, default=0, help='untimed runs before the timed one (per child)')
+    parser.add_argument('--device', default='cpu', help='cpu or cuda[:i]')
+    parser.add_argument('--amp', choices=('bf16', 'fp16'), help='autocast dtype of the timed runs (fp32 if unset)')
+    parser.add_argument('--compile', action='store_true', help='torch.compile the model (use --warmup 1)')
+    parser.add_argument('--accuracy', action='store_true', help='also report fp16/bf16 autocast vs fp32')
+    parser.add_argument('--accuracy-size', type=parse_size, default=(64, 96), help='LR size of --accuracy')
+    parser.add_argument(
+        '--accuracy-dtypes', default='bf16,fp16', help='autocast dtypes of --accuracy (comma-separated)'
+    )
     parser.add_argument('--json', help='also write the results here')
     parser.add_argument('--worker', help=argparse.SUPPRESS)  # internal: JSON spec of one child measurement
     args = parser.parse_args(argv)
     args.cases = _choices(args.cases, ('inference', 'train'), '--cases')
     args.allocators = _choices(args.allocators, ('default', 'tuned'), '--allocators')
+    args.accuracy_dtypes = _choices(args.accuracy_dtypes, ('bf16', 'fp16'), '--accuracy-dtypes')
     if args.repeats < 1 or args.batch < 1 or args.threads < 1:
         parser.error('--repeats, --batch and --threads must be positive')
     return args
@@ -111,57 +121,131 @@ def _rss_kb() -> int:
         return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') // 1024
 
 
+def _peak_rss_kb() -> int:
+    """High-water RSS of this process's own address space. (``ru_maxrss`` would not do: Linux carries the
+    parent's high-water mark into a child started with vfork/exec, as ``subprocess`` does.)"""
+    with open('/proc/self/status') as f:
+        return next(int(line.split()[1]) for line in f if line.startswith('VmHWM:'))
+
+
 def run_worker(spec: dict) -> None:
-    """Build one implementation, run one case once, write timings, memory and outputs."""
+    """Build one implementation, run one case (after ``warmup`` untimed runs), write timings, memory, outputs."""
     import fmanet_plugin  # noqa: F401  (registers the plugin; installs the basicsr compatibility shim)
     from fmanet_plugin.archs.fmanet_arch import FMANet
 
     import torch
 
     torch.set_num_threads(spec['threads'])
+    device = torch.device(spec['device'])
     model = FMANet(impl=spec['impl'])
     model.load_state_dict(torch.load(spec['weights'], map_location='cpu', weights_only=True))
+    model.to(device)
+    call = torch.compile(model) if spec['compile'] else model
     gen = torch.Generator().manual_seed(spec['seed'])
     h, w = spec['size']
     b = spec['batch']
     lq = torch.rand(b, 3, 3, h, w, generator=gen)
-    result = {}
-    if spec['case'] == 'inference':
-        model.eval()
-        before, usage0, start = _rss_kb(), resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        with torch.no_grad():
-            output = model(lq, outputs=('output',))['output']
-        wall = time.perf_counter() - start
-        torch.save({'output': output}, spec['out'])
-    else:
+    batch = {'lq': lq}
+    if spec['case'] == 'train':
         from fmanet_plugin.losses.fmanet_loss import FMANetObjective
 
-        model.train()
-        batch = {
-            'lq': lq,
-            'gt': torch.rand(b, 3, 3, 4 * h, 4 * w, generator=gen),
-            'lq_sharp': torch.rand(b, 3, 3, h, w, generator=gen),
-            'flow': torch.randn(b, 3, 2, h, w, generator=gen),
-        }
-        objective = FMANetObjective(STAGE2_LOSS, stage=2)
-        before, usage0, start = _rss_kb(), resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        outputs = model(batch['lq'], batch['gt'])
-        loss = sum(objective(outputs, batch).values())
+        batch['gt'] = torch.rand(b, 3, 3, 4 * h, 4 * w, generator=gen)
+        batch['lq_sharp'] = torch.rand(b, 3, 3, h, w, generator=gen)
+        batch['flow'] = torch.randn(b, 3, 2, h, w, generator=gen)
+        objective = FMANetObjective(STAGE2_LOSS, stage=2).to(device)
+    batch = {k: v.to(device) for k, v in batch.items()}
+
+    def step() -> dict:
+        with autocast_context(device, spec['amp']):
+            if spec['case'] == 'inference':
+                with torch.no_grad():
+                    return {'output': call(batch['lq'], outputs=('output',))['output']}
+            model.zero_grad(set_to_none=True)
+            outputs = call(batch['lq'], batch['gt'])
+            loss = sum(objective(outputs, batch).values())
         loss.backward()
-        wall = time.perf_counter() - start
         grads = {k: p.grad for k, p in model.named_parameters() if p.grad is not None}
-        torch.save({'output': outputs['output'].detach(), 'loss': loss.detach(), 'grads': grads}, spec['out'])
-        result['loss'] = float(loss)
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    result.update(
+        return {'output': outputs['output'].detach(), 'loss': loss.detach(), 'grads': grads}
+
+    model.train(spec['case'] == 'train')
+    for _ in range(spec['warmup']):
+        step()
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    before, usage0, start = _rss_kb(), resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    saved = step()
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+    wall = time.perf_counter() - start
+    usage, peak_kb = resource.getrusage(resource.RUSAGE_SELF), _peak_rss_kb()
+    result = dict(
         wall=wall,
         user=usage.ru_utime - usage0.ru_utime,
         sys=usage.ru_stime - usage0.ru_stime,
         minflt=usage.ru_minflt - usage0.ru_minflt,
-        peak_rss_mb=usage.ru_maxrss / 1024,
+        peak_rss_mb=peak_kb / 1024,
         rss_before_mb=before / 1024,
     )
+    torch.save(_to_cpu_float(saved), spec['out'])
+    if device.type == 'cuda':
+        result['gpu_peak_mb'] = torch.cuda.max_memory_allocated(device) / 2**20
     Path(spec['result']).write_text(json.dumps(result))
+
+
+def autocast_context(device, amp: str | None):
+    """``torch.autocast`` on ``device`` for ``amp`` in {'bf16', 'fp16'}; a no-op context for None."""
+    import contextlib
+
+    import torch
+
+    if amp is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype={'bf16': torch.bfloat16, 'fp16': torch.float16}[amp])
+
+
+def _to_cpu_float(tree):
+    import torch
+
+    if isinstance(tree, dict):
+        return {k: _to_cpu_float(v) for k, v in tree.items()}
+    return tree.detach().float().cpu() if torch.is_tensor(tree) else tree
+
+
+def accuracy_report(args: argparse.Namespace, weights: Path) -> list[dict]:
+    """Both implementations under fp16/bf16 autocast against the fp32 reference: max abs diff and PSNR of the
+    output frame (inference at ``--accuracy-size``), in this process."""
+    import math
+
+    from fmanet_plugin.archs.fmanet_arch import FMANet
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    lq = torch.rand(1, 3, 3, *args.accuracy_size, generator=torch.Generator().manual_seed(args.seed)).to(device)
+    models = {}
+    for impl in IMPLS:
+        models[impl] = FMANet(impl=impl).eval().to(device)
+        models[impl].load_state_dict(torch.load(weights, map_location=device, weights_only=True))
+    with torch.no_grad():
+        truth = models['reference'](lq, outputs=('output',))['output'].float()
+        rows = []
+        for amp in [None, *args.accuracy_dtypes]:
+            for impl in IMPLS:
+                if amp is None and impl == 'reference':
+                    continue
+                try:
+                    with autocast_context(device, amp):
+                        out = models[impl](lq, outputs=('output',))['output'].float()
+                except RuntimeError as err:  # e.g. fp16 convolutions not implemented on this CPU
+                    rows.append({'dtype': amp or 'fp32', 'impl': impl, 'error': str(err).splitlines()[0]})
+                    continue
+                diff = (out - truth).abs()
+                mse = float((diff**2).mean())
+                psnr = 10 * math.log10(float(truth.max() - truth.min()) ** 2 / mse) if mse > 0 else math.inf
+                rows.append({'dtype': amp or 'fp32', 'impl': impl, 'max_abs': float(diff.max()), 'psnr': psnr})
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------- parent process
@@ -280,9 +364,15 @@ def run(args: argparse.Namespace) -> dict:
         'machine': machine(),
         'torch': torch.__version__,
         'threads': args.threads,
+        'device': args.device,
+        'amp': args.amp,
+        'compile': args.compile,
+        'warmup': args.warmup,
         'sgemm_gflops': sgemm_gflops(args.threads),
         'cases': [],
     }
+    if args.accuracy:
+        report['accuracy'] = accuracy_report(args, weights)
     jobs = [(case, alloc) for case in args.cases for alloc in args.allocators]
     bar = tqdm(total=len(jobs) * args.repeats * 2, desc='benchmark', unit='run')
     for case, alloc in jobs:
@@ -299,6 +389,10 @@ def run(args: argparse.Namespace) -> dict:
                     'batch': batch,
                     'threads': args.threads,
                     'seed': args.seed,
+                    'warmup': args.warmup,
+                    'device': args.device,
+                    'amp': args.amp,
+                    'compile': args.compile,
                     'weights': str(weights),
                     'out': str(work / f'{case}_{alloc}_{impl}.pt'),
                     'result': str(work / f'{case}_{alloc}_{impl}.json'),
@@ -316,6 +410,7 @@ def run(args: argparse.Namespace) -> dict:
                 'sys': min(r['sys'] for r in runs[impl]),
                 'minflt': min(r['minflt'] for r in runs[impl]),
                 'peak_rss_mb': max(r['peak_rss_mb'] for r in runs[impl]),
+                'gpu_peak_mb': max(r.get('gpu_peak_mb', 0) for r in runs[impl]),
                 'rss_before_mb': min(r['rss_before_mb'] for r in runs[impl]),
             }
         entry['speedup'] = entry['reference']['wall'] / entry['fast']['wall']
@@ -337,6 +432,8 @@ def format_report(report: dict) -> str:
     lines = [
         f'Machine: {report["machine"]}; torch {report["torch"]}, {report["threads"]} threads; '
         f'measured SGEMM {report["sgemm_gflops"]:.0f} GFLOP/s',
+        f'Device {report["device"]}, autocast {report["amp"] or "off (fp32)"}, compile {report["compile"]}, '
+        f'warm-up runs {report["warmup"]}',
         '',
         '| case | allocator | impl | wall s | CPU s (sys) | minor faults | peak RSS MB (+ over start) '
         '| GFLOP | GFLOP/s | speed-up | memory | max abs diff |',
@@ -362,6 +459,14 @@ def format_report(report: dict) -> str:
                 f'{r["peak_rss_mb"]:.0f} (+{r["peak_rss_mb"] - r["rss_before_mb"]:.0f}) | '
                 f'{r.get("gflop", 0):.0f} | {r.get("gflops_per_s", 0):.0f} | {ratio} | {mem} | {diff} |'
             )
+    if report.get('accuracy'):
+        lines += ['', '| autocast | impl | max abs diff vs fp32 reference | PSNR vs fp32 reference (dB) |']
+        lines.append('|---|---|---|---|')
+        for row in report['accuracy']:
+            if 'error' in row:
+                lines.append(f'| {row["dtype"]} | {row["impl"]} | not run: {row["error"]} | |')
+            else:
+                lines.append(f'| {row["dtype"]} | {row["impl"]} | {row["max_abs"]:.2e} | {row["psnr"]:.1f} |')
     return '\n'.join(lines)
 
 

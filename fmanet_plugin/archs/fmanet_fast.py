@@ -23,6 +23,7 @@ a different schedule that computes the same function up to float round-off:
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
@@ -58,11 +59,21 @@ RESTORE_CHUNK_BYTES = 24 * 2**20
 PIXEL_CHUNK = 8192
 
 _CL = torch.channels_last
+# Set by forward() for the duration of a call: whether the inputs are on the CPU.
+_ON_CPU: contextvars.ContextVar[bool] = contextvars.ContextVar('fmanet_fast_on_cpu', default=True)
 
 
 def _inplace() -> bool:
-    """In-place updates are safe only when autograd records nothing."""
-    return not torch.is_grad_enabled()
+    """Whether the CPU inference schedule applies: in-place updates, long-lived buffers, chunked stages.
+
+    It needs autograd off (in-place updates would break the recorded graph), autocast off (buffers have one
+    dtype, autocast picks one per op) and CPU tensors (on a GPU the chunking only adds kernel launches).
+    """
+    return not torch.is_grad_enabled() and _ON_CPU.get() and not _autocast()
+
+
+def _autocast() -> bool:
+    return torch.is_autocast_enabled('cpu') or torch.is_autocast_enabled('cuda')
 
 
 def _add(acc: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
@@ -94,9 +105,9 @@ def _head(seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
 
 
 def _cl(x: torch.Tensor) -> torch.Tensor:
-    """Channels-last copy for inference. Under autograd maps stay contiguous: oneDNN's backward passes are
-    faster on them."""
-    return x.contiguous(memory_format=_CL) if _inplace() else x
+    """Channels-last copy for CPU inference and on GPUs (cuDNN's fast, tensor-core convolutions). CPU maps under
+    autograd stay contiguous: oneDNN's backward passes are faster on them."""
+    return x.contiguous(memory_format=_CL) if _inplace() or x.is_cuda else x
 
 
 def _store(x: torch.Tensor, dest: torch.Tensor | None) -> torch.Tensor:
@@ -179,15 +190,19 @@ def forward(model: FMANet, lq: torch.Tensor, gt: torch.Tensor | None, wanted: se
 
     Samples are processed in chunks that fit :data:`CHUNK_BYTES` (everything in FMA-Net is per sample).
     """
-    b, t, _, h, w = lq.shape
-    per_chunk = max(1, CHUNK_BYTES // (4 * model.net_d.rrdb.fusion.out_channels * h * w))
-    if b <= per_chunk:
-        return _forward_samples(model, lq, gt, wanted)
-    parts = [
-        _forward_samples(model, lq[s : s + per_chunk], None if gt is None else gt[s : s + per_chunk], wanted)
-        for s in range(0, b, per_chunk)
-    ]
-    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    token = _ON_CPU.set(lq.device.type == 'cpu')
+    try:
+        b, t, _, h, w = lq.shape
+        per_chunk = max(1, CHUNK_BYTES // (4 * model.net_d.rrdb.fusion.out_channels * h * w))
+        if b <= per_chunk or not _inplace():
+            return _forward_samples(model, lq, gt, wanted)
+        parts = [
+            _forward_samples(model, lq[s : s + per_chunk], None if gt is None else gt[s : s + per_chunk], wanted)
+            for s in range(0, b, per_chunk)
+        ]
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    finally:
+        _ON_CPU.reset(token)
 
 
 def _forward_samples(
@@ -438,6 +453,9 @@ def _rdb(rdb: RDB, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Te
             pending = _add(F.conv2d(outs[-1], later, padding=1), rest)
         del current, rest
     fusion = rdb.fusion.weight.view(dim, -1)
+    if _inplace():  # the fusion accumulates over the parts, so their concatenation is never needed
+        slices = [fusion[:, dim + j * growth : dim + (j + 1) * growth] for j in range(len(outs))]
+        return _pointwise([x, *outs], [fusion[:, :dim], *slices], rdb.fusion.bias, x, out=out)
     return _pointwise([x, torch.cat(outs, dim=1)], [fusion[:, :dim], fusion[:, dim:]], rdb.fusion.bias, x, out=out)
 
 
@@ -505,11 +523,25 @@ def _flow_step(
     update = block.flow_update
     w_rest = update[0].weight.squeeze(2)[:, -(feat.shape[1] + (0 if flows is None else flows.shape[1])) :]
     if flows is None:
-        hidden = F.conv2d(feat, w_rest, padding=1)
-    else:
+        hidden = _add(F.conv2d(feat, w_rest, padding=1), centre_term)
+    elif not _inplace():
         hidden = F.conv2d(flows, w_rest[:, : flows.shape[1]], padding=1)
-        hidden = _add(hidden, F.conv2d(_warp_cl(block, feat, flows), w_rest[:, flows.shape[1] :], padding=1))
-    return _conv(update[2], _lrelu(_add(hidden, centre_term)))
+        hidden = hidden + F.conv2d(_warp_cl(block, feat, flows), w_rest[:, flows.shape[1] :], padding=1)
+        hidden = hidden + centre_term
+    else:
+        # The warped features are convolved piece by piece (a convolution of a concatenation is the sum of
+        # the pieces' convolutions) and row chunk by row chunk, so no full-size warped map or convolution
+        # of it exists at any time.
+        hidden = F.conv2d(flows, w_rest[:, : flows.shape[1]], padding=1).add_(centre_term)
+        h = feat.shape[2]
+        w_warp = w_rest[:, flows.shape[1] :]
+        for c0, piece in _warp_pieces(block, feat, flows):
+            weight = w_warp[:, c0 : c0 + piece.shape[1]]
+            row_bytes = 4 * weight.shape[0] * piece.shape[0] * piece.shape[3]
+            for lo, hi in _row_chunks(h, row_bytes, ATTN_CHUNK_BYTES):
+                hidden[:, :, lo:hi] += _rows_conv_w(piece, 0, h, lo, hi, weight, None)
+            del piece
+    return _conv(update[2], _lrelu(hidden))
 
 
 def _warp(block: FRMABlock, feat: torch.Tensor, flow_masks: torch.Tensor) -> torch.Tensor:
@@ -527,8 +559,7 @@ def _warp_pieces(block: FRMABlock, feat: torch.Tensor, flow_masks: torch.Tensor)
     flow-mask pair ``j``, so warping a subset of groups with their pairs is exact."""
     n = block.num_flow
     per_group = feat.shape[1] // n
-    # contiguous copies once, so that every piece is a view (grid_sample is fastest on contiguous input)
-    feat, flow_masks = feat.contiguous(), flow_masks.contiguous()
+    # (no contiguous copy of the whole map: warping a piece copies it into the contiguous layout anyway)
     for j in range(0, n, WARP_FLOWS_PER_PIECE):
         k = min(j + WARP_FLOWS_PER_PIECE, n)
         piece = feat[:, j * per_group : k * per_group]
@@ -665,10 +696,10 @@ def _attn_block(
         stages.append((_attention, block.da_attn, block.norm_da, kernel_query))
         stages.append((_feed_forward, block.ffn_da, block.norm_ffn_da))
     for fn, module, norm, *query in stages:
-        if _inplace():
-            x = fn(module, norm, x, *query)
-        else:
+        if torch.is_grad_enabled():
             x = checkpoint(fn, module, norm, x, *query, use_reentrant=False)
+        else:
+            x = fn(module, norm, x, *query)
     return x
 
 
@@ -677,6 +708,8 @@ def _norm_rows(norm: nn.Module, x: torch.Tensor, lo: int, hi: int) -> torch.Tens
     computed in that layout (reductions over the channel dimension): (b, C, rows*w)."""
     b, c = x.shape[:2]
     rows = x[:, :, lo:hi].reshape(b, c, -1)
+    if _autocast():  # statistics in float32, as autocast runs layer_norm
+        rows = rows.float()
     centred = rows - rows.mean(dim=1, keepdim=True)
     scale = torch.rsqrt((centred * centred).mean(dim=1, keepdim=True) + 1e-5)
     if _inplace():
@@ -720,6 +753,8 @@ def _attention(
         values.append(_rows_conv_w(v, a, h, lo, hi, dw_w[c:], None if dw_b is None else dw_b[c:], c))
         q = q.reshape(b, heads, c // heads, -1)
         k = k.reshape(b, heads, c // heads, -1)
+        if _autocast():  # logits and norms in float32, as autocast runs softmax and normalisations
+            q, k = q.float(), k.float()
         part, q_part, k_part = q @ k.transpose(-2, -1), q.square().sum(-1), k.square().sum(-1)
         if logits is None:
             logits, q_sq, k_sq = part, q_part, k_part
