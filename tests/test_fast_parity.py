@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fmanet_plugin.archs import fmanet_fast
 from fmanet_plugin.archs.fmanet_arch import FMANet
-from fmanet_plugin.ops import fgdf_downsample, fgdf_downsample_chunked, fgdf_upsample, fgdf_upsample_chunked
+from fmanet_plugin.ops import fgdf_downsample, fgdf_downsample_chunked, fgdf_upsample, fgdf_upsample_rows
 
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import RELEASED_OUTPUTS, network_opt, to_btchw
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -179,14 +180,16 @@ def test_chunked_fgdf_downsample_matches_op(with_ones):
         assert torch.allclose(a, e, atol=1e-6)
 
 
-def test_chunked_fgdf_upsample_matches_op():
+@pytest.mark.parametrize('rows', [1, 2, 6])
+def test_fgdf_upsample_rows_matches_op(rows):
+    """Row ranges of FGDF upsampling (replicate padding by k_r // 2, as documented) assemble the whole op."""
     gen = torch.Generator().manual_seed(0)
     b, t, c, h, w, k, s = 2, 3, 3, 6, 5, 3, 4
     frames = torch.rand(b, t, c, h, w, generator=gen)
     kernels = torch.randn(b, t, s * s * k * k, h, w, generator=gen)
-    expected = fgdf_upsample(frames, kernels, s)
-    for budget in (1, 10**9):
-        assert torch.allclose(fgdf_upsample_chunked(frames, kernels, s, max_chunk_bytes=budget), expected, atol=1e-6)
+    padded = F.pad(frames.view(b * t, c, h, w), (k // 2,) * 4, mode='replicate').view(b, t, c, h + k - 1, w + k - 1)
+    got = torch.cat([fgdf_upsample_rows(padded, kernels[..., lo : lo + rows, :], lo, s) for lo in range(0, h, rows)], 2)
+    assert torch.allclose(got, fgdf_upsample(frames, kernels, s), atol=1e-6)
 
 
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16], ids=['bf16', 'fp16'])

@@ -116,24 +116,14 @@ def _choices(text: str, allowed: tuple[str, ...], option: str) -> list[str]:
 # ----------------------------------------------------------------------------------------------- child process
 
 
-def _rss_kb() -> int:
-    with open('/proc/self/statm') as f:
-        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') // 1024
-
-
-def _peak_rss_kb() -> int:
-    """High-water RSS of this process's own address space. (``ru_maxrss`` would not do: Linux carries the
-    parent's high-water mark into a child started with vfork/exec, as ``subprocess`` does.)"""
-    with open('/proc/self/status') as f:
-        return next(int(line.split()[1]) for line in f if line.startswith('VmHWM:'))
-
-
 def run_worker(spec: dict) -> None:
     """Build one implementation, run one case (after ``warmup`` untimed runs), write timings, memory, outputs."""
     import fmanet_plugin  # noqa: F401  (registers the plugin; installs the basicsr compatibility shim)
     from fmanet_plugin.archs.fmanet_arch import FMANet
 
     import torch
+
+    from tools.benchmark import rss_kb  # VmHWM: ru_maxrss would carry the parent's peak over vfork/exec
 
     torch.set_num_threads(spec['threads'])
     device = torch.device(spec['device'])
@@ -173,12 +163,12 @@ def run_worker(spec: dict) -> None:
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
-    before, usage0, start = _rss_kb(), resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    before, usage0, start = rss_kb('VmRSS'), resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     saved = step()
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
     wall = time.perf_counter() - start
-    usage, peak_kb = resource.getrusage(resource.RUSAGE_SELF), _peak_rss_kb()
+    usage, peak_kb = resource.getrusage(resource.RUSAGE_SELF), rss_kb('VmHWM')
     result = dict(
         wall=wall,
         user=usage.ru_utime - usage0.ru_utime,

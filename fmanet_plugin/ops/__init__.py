@@ -4,7 +4,6 @@ from .fgdf import (
     fgdf_downsample,
     fgdf_downsample_chunked,
     fgdf_upsample,
-    fgdf_upsample_chunked,
     fgdf_upsample_rows,
     normalize_restoration_kernels,
 )
@@ -17,6 +16,5 @@ __all__ = [
     'fgdf_upsample',
     'normalize_restoration_kernels',
     'fgdf_downsample_chunked',
-    'fgdf_upsample_chunked',
     'fgdf_upsample_rows',
 ]

@@ -173,29 +173,3 @@ def fgdf_upsample_rows(
     kernels = kernels.reshape(b, t, scale * scale, kernel_size * kernel_size, rows * w)
     out = torch.einsum('btckp,btskp->bcsp', patches, kernels)
     return F.pixel_shuffle(out.reshape(b, c * scale * scale, rows, w), scale)
-
-
-def fgdf_upsample_chunked(
-    lr_frames: torch.Tensor, restoration_kernels: torch.Tensor, scale: int, max_chunk_bytes: int = 24 * 2**20
-) -> torch.Tensor:
-    """:func:`fgdf_upsample` in LR row chunks of at most ``max_chunk_bytes`` of patches and products.
-
-    Args:
-        lr_frames (Tensor): Warped LR frames of shape (b, t, c, h, w).
-        restoration_kernels (Tensor): Unnormalised kernels of shape (b, t, scale*scale*k_r*k_r, h, w).
-        scale (int): Upsampling factor ``s``.
-        max_chunk_bytes (int): Memory budget of one chunk. Default: 24 MiB.
-
-    Returns:
-        Tensor: HR frame of shape (b, c, scale*h, scale*w), equal to :func:`fgdf_upsample` up to round-off.
-    """
-    b, t, c, h, w = lr_frames.shape
-    num_taps = restoration_kernels.shape[2]
-    pad = int(round((num_taps // (scale * scale)) ** 0.5)) // 2
-    padded = F.pad(lr_frames.reshape(b * t, c, h, w), (pad, pad, pad, pad), mode='replicate')
-    padded = padded.view(b, t, c, h + 2 * pad, w + 2 * pad)
-    rows = max(1, max_chunk_bytes // (4 * b * t * (c + 1) * num_taps * w))
-    outs = [
-        fgdf_upsample_rows(padded, restoration_kernels[..., lo : lo + rows, :], lo, scale) for lo in range(0, h, rows)
-    ]
-    return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
