@@ -176,6 +176,7 @@ def run_worker(spec: dict) -> None:
         minflt=usage.ru_minflt - usage0.ru_minflt,
         peak_rss_mb=peak_kb / 1024,
         rss_before_mb=before / 1024,
+        malloc_mmap_threshold=os.environ.get('MALLOC_MMAP_THRESHOLD_'),  # the allocator setting in effect
     )
     torch.save(_to_cpu_float(saved), spec['out'])
     if device.type == 'cuda':
@@ -334,13 +335,18 @@ def machine() -> str:
 
 
 def run(args: argparse.Namespace) -> dict:
+    """All measurements; the children's weights, outputs and results live in a temporary folder."""
+    with tempfile.TemporaryDirectory(prefix='fmanet_speed_') as work:
+        return _run(args, Path(work))
+
+
+def _run(args: argparse.Namespace, work: Path) -> dict:
     import fmanet_plugin  # noqa: F401
     from fmanet_plugin.archs.fmanet_arch import FMANet
 
     import torch
     from tqdm import tqdm
 
-    work = Path(tempfile.mkdtemp(prefix='fmanet_speed_'))
     weights = work / 'weights.pth'
     if args.ckpt:
         state = torch.load(args.ckpt, map_location='cpu', weights_only=True)
@@ -402,6 +408,7 @@ def run(args: argparse.Namespace) -> dict:
                 'peak_rss_mb': max(r['peak_rss_mb'] for r in runs[impl]),
                 'gpu_peak_mb': max(r.get('gpu_peak_mb', 0) for r in runs[impl]),
                 'rss_before_mb': min(r['rss_before_mb'] for r in runs[impl]),
+                'malloc_mmap_threshold': runs[impl][0]['malloc_mmap_threshold'],
             }
         entry['speedup'] = entry['reference']['wall'] / entry['fast']['wall']
         entry['memory_fraction'] = entry['fast']['peak_rss_mb'] / entry['reference']['peak_rss_mb']
