@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import torch
+
 from tools import benchmark_speed
 
 
@@ -14,6 +16,7 @@ def test_child_environment_sets_only_the_tuned_allocator(monkeypatch):
 
 
 def test_speed_tool_compares_implementations(tmp_path):
+    threads = torch.get_num_threads()
     out = tmp_path / 'speed.json'
     benchmark_speed.main(
         ['--size', '8x12', '--train-size', '8x8', '--batch', '1', '--threads', '1', '--allocators', 'tuned',
@@ -34,3 +37,4 @@ def test_speed_tool_compares_implementations(tmp_path):
             assert result['peak_rss_mb'] >= result['rss_before_mb'] > 0 and result['gflop'] > 0
         assert entry['speedup'] == entry['reference']['wall'] / entry['fast']['wall']
     assert 'inference 8x12' in benchmark_speed.format_report(report)
+    assert torch.get_num_threads() == threads  # the caller's thread setting survives

@@ -53,8 +53,8 @@ def _assert_outputs_close(got: dict, expected: dict, rtol: float = 2e-5) -> None
 
 
 def _assert_grad_close(got: torch.Tensor, expected: torch.Tensor, name: str) -> None:
-    """Equal up to float32 round-off, relative to the gradient's range: in float32 the reference's own
-    gradients are up to ~5e-5 of their maximum away from a float64 evaluation at these configurations."""
+    """Equal up to float32 round-off, relative to the gradient's range: with two threads the float32 reference's
+    own gradients are up to ~5e-5 of their maximum away from a float64 evaluation at these configurations."""
     assert (got - expected).abs().max().item() <= 2e-4 * expected.abs().max().item() + 1e-12, name
 
 
@@ -82,21 +82,24 @@ def test_forward_matches_reference(name, size, chunks):
 
 @pytest.mark.parametrize('name', ['tiny', 'bias_t5'])
 def test_gradients_match_reference(name, chunks):
+    """Gradients against the reference evaluated in float64. (The float32 reference is not the yardstick: with
+    one thread its own gradients are up to 1.7e-3 of their maximum away from float64 on ``bias_t5``, while
+    with two threads and for the fast path they are within 6e-5.)"""
     config = CONFIGS[name]
     reference, fast = _pair(config)
     lq, gt = _inputs(config, 2, 10, 13)
     grads = []
-    for model in (reference, fast):
+    for model, dtype in ((reference.double(), torch.float64), (fast, torch.float32)):
         model.train()
-        outputs = model(lq, gt)
+        outputs = model(lq.to(dtype), gt.to(dtype))
         # every output contributes, with position-dependent weights
-        loss = sum((v * torch.linspace(-1, 1, v.numel()).view(v.shape)).sum() for v in outputs.values())
+        loss = sum((v * torch.linspace(-1, 1, v.numel(), dtype=dtype).view(v.shape)).sum() for v in outputs.values())
         grads.append(torch.autograd.grad(loss, list(model.parameters()), allow_unused=True))
     names = [n for n, _ in reference.named_parameters()]
     for name_, g_ref, g_fast in zip(names, *grads):
         assert (g_ref is None) == (g_fast is None), name_
         if g_ref is not None:
-            _assert_grad_close(g_fast, g_ref, name_)
+            _assert_grad_close(g_fast.double(), g_ref, name_)
 
 
 def test_gradients_without_gt_and_input_gradient():

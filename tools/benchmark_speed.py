@@ -336,8 +336,14 @@ def machine() -> str:
 
 def run(args: argparse.Namespace) -> dict:
     """All measurements; the children's weights, outputs and results live in a temporary folder."""
-    with tempfile.TemporaryDirectory(prefix='fmanet_speed_') as work:
-        return _run(args, Path(work))
+    import torch
+
+    threads = torch.get_num_threads()  # measuring sets --threads; a caller's setting is restored afterwards
+    try:
+        with tempfile.TemporaryDirectory(prefix='fmanet_speed_') as work:
+            return _run(args, Path(work))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _run(args: argparse.Namespace, work: Path) -> dict:
