@@ -19,23 +19,19 @@ import inspect
 import logging
 import math
 import os
-import re
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from copy import deepcopy
-from pathlib import Path
 from typing import Any
 
+from fmanet_plugin.utils.frame_io import IMAGE_EXTENSIONS, FrameSource  # noqa: F401  (re-exported)
 from fmanet_plugin.utils.official_ckpt import NET_D_PREFIX, NET_R_PREFIX
 
-import cv2
-import numpy as np
 import torch
 from torch import nn
 
 COLOR_ORDERS = ('rgb', 'bgr')
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 
 
 def build_network_from_opt(network_opt: Mapping[str, Any]) -> nn.Module:
@@ -375,76 +371,3 @@ def format_number(value: float | None, digits: int) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return '-'
     return f'{value:.{digits}f}'
-
-
-def _natural_key(path: Path) -> list:
-    return [int(part) if part.isdigit() else part for part in re.split(r'(\d+)', path.name)]
-
-
-class FrameSource:
-    """Frames of a folder of images or of a video file, read lazily as uint8 BGR (h, w, 3) arrays.
-
-    Args:
-        path (str): Folder or video file.
-
-    Raises:
-        FileNotFoundError: If ``path`` does not exist.
-        ValueError: If it holds no readable frame (empty folder, unopenable video).
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = Path(path)
-        if not self.path.exists():
-            raise FileNotFoundError(f'input not found: {path}')
-        self.fps = None
-        if self.path.is_dir():
-            self.files = sorted(
-                (p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS), key=_natural_key
-            )
-            if not self.files:
-                raise ValueError(f'input folder {path} holds no image ({", ".join(IMAGE_EXTENSIONS)})')
-            self.names = [p.stem for p in self.files]
-            self.count = len(self.files)
-        else:
-            capture = cv2.VideoCapture(str(self.path))
-            if not capture.isOpened():
-                raise ValueError(f'cannot open {path} as a video (OpenCV VideoCapture) and it is not a folder')
-            self.fps = capture.get(cv2.CAP_PROP_FPS) or None
-            self.count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-            capture.release()
-            self.files = None
-
-    def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
-        """Yield ``(name, frame)``; ``name`` is the file stem, or the 0-based index as ``%08d`` for videos."""
-        shape = None
-        for name, frame in self._frames():
-            if shape is None:
-                shape = frame.shape
-            elif frame.shape != shape:
-                raise ValueError(f'{self.path}: frame {name} has shape {frame.shape}, the first frame {shape}')
-            yield name, frame
-
-    def _frames(self) -> Iterator[tuple[str, np.ndarray]]:
-        if self.files is not None:
-            from basicsr.utils import FileClient, imfrombytes
-
-            client = FileClient('disk')
-            for file in self.files:
-                img = imfrombytes(client.get(str(file)), flag='color')
-                if img is None:
-                    raise ValueError(f'cannot decode image {file}')
-                yield file.stem, img
-            return
-        capture = cv2.VideoCapture(str(self.path))
-        index = 0
-        try:
-            while True:
-                ok, frame = capture.read()
-                if not ok:
-                    break
-                yield f'{index:08d}', frame
-                index += 1
-        finally:
-            capture.release()
-        if index == 0:
-            raise ValueError(f'no frame could be decoded from video {self.path}')
