@@ -16,20 +16,17 @@ result with the channels flipped.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 
 import fmanet_plugin  # noqa: F401  (registers FMANet, basicsr compat)
 from fmanet_plugin.archs.fmanet_arch import FMANet
+from fmanet_plugin.utils.atomic_io import atomic_torch_save
 from fmanet_plugin.utils.official_ckpt import (
     NET_R_PREFIX,
     check_against_model,
     convert_official_state_dict,
     load_official_files,
 )
-
-import torch
 
 
 def convert(paths: list[str], to_rgb: bool = False, stage: int | None = None, **network_opt) -> dict:
@@ -58,20 +55,6 @@ def convert(paths: list[str], to_rgb: bool = False, stage: int | None = None, **
     return state_dict
 
 
-def save_atomic(obj: dict, path: str) -> None:
-    """``torch.save`` to a temporary file in the target folder, then rename."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix='.tmp')
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -96,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, KeyError, FileNotFoundError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
-    save_atomic({'params': state_dict}, args.output)
+    atomic_torch_save({'params': state_dict}, args.output)
     print(f'saved {len(state_dict)} tensors ({"RGB" if args.rgb else "BGR"}) to {args.output}')
     return 0
 

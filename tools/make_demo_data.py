@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import fmanet_plugin  # noqa: F401  (basicsr compat shim before importing basicsr)
+from fmanet_plugin.utils.atomic_io import partial_directory, publish_directory
 
 import cv2
 import numpy as np
@@ -152,8 +151,7 @@ def make_demo_data(args: argparse.Namespace) -> Path:
         raise ValueError(f'--num-clips must be in 1..{len(SOURCES)}, got {args.num_clips}')
     if not 0 <= args.val_clips < args.num_clips:
         raise ValueError(f'--val-clips must be in 0..{args.num_clips - 1}, got {args.val_clips}')
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', suffix='.partial', dir=out.parent))
+    tmp = partial_directory(out)
     try:
         meta = []
         for i, name in enumerate(list(SOURCES)[: args.num_clips]):
@@ -162,13 +160,7 @@ def make_demo_data(args: argparse.Namespace) -> Path:
         split = args.num_clips - args.val_clips
         (tmp / 'meta_info_train.txt').write_text(''.join(meta[:split]))
         (tmp / 'meta_info_val.txt').write_text(''.join(meta[split:]))
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', suffix='.old', dir=out.parent))
-            os.replace(out, old / 'data')
-            os.replace(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out)
+        publish_directory(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -8,10 +8,10 @@ for images and ``clip/<centre>_<neighbour>`` for flows.
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from pathlib import Path
+
+from fmanet_plugin.utils.atomic_io import partial_directory, publish_directory
 
 import lmdb
 
@@ -38,10 +38,7 @@ class AtomicLmdbWriter:
             raise ValueError(f"LMDB path must end with '.lmdb', got '{self.lmdb_path}'")
         if self.lmdb_path.exists() and not overwrite:
             raise FileExistsError(f"LMDB '{self.lmdb_path}' already exists (overwrite=True replaces it)")
-        self.lmdb_path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp_path = Path(
-            tempfile.mkdtemp(prefix=f'.{self.lmdb_path.name}.', suffix='.partial', dir=self.lmdb_path.parent)
-        )
+        self.tmp_path = partial_directory(self.lmdb_path)
         self.commit_every = commit_every
         self.env = lmdb.open(str(self.tmp_path), map_size=map_size)
         self.txn = self.env.begin(write=True)
@@ -73,14 +70,7 @@ class AtomicLmdbWriter:
         self.env.sync()
         self.env.close()
         (self.tmp_path / META_INFO_NAME).write_text(''.join(self.meta_lines))
-        if self.lmdb_path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f'.{self.lmdb_path.name}.', suffix='.old', dir=self.lmdb_path.parent))
-            os.replace(self.lmdb_path, old / 'db')
-            os.replace(self.tmp_path, self.lmdb_path)
-            shutil.rmtree(old)
-        else:
-            os.replace(self.tmp_path, self.lmdb_path)
-        return self.lmdb_path
+        return publish_directory(self.tmp_path, self.lmdb_path)
 
     def abort(self) -> None:
         """Drop the partial database."""

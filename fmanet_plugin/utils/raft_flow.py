@@ -12,10 +12,10 @@ channels (x, y) in pixels.
 from __future__ import annotations
 
 import math
-import os
 import re
 from pathlib import Path
 
+from fmanet_plugin.utils.atomic_io import atomic_save_npy
 from fmanet_plugin.utils.lmdb_io import AtomicLmdbWriter
 
 import numpy as np
@@ -149,14 +149,6 @@ def _read_rgb(path: Path) -> torch.Tensor:
     return img2tensor(img, bgr2rgb=True, float32=True)
 
 
-def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    with open(tmp, 'wb') as f:
-        np.save(f, array)
-    os.replace(tmp, path)
-
-
 def generate_flows(
     raft: RAFT,
     clips: dict[str, list[str]],
@@ -225,7 +217,7 @@ def generate_flows(
                         if writer:
                             writer.put(f'{clip}/{c}_{n}', flow.tobytes(), 'npy', flow.shape, 'float32')
                         else:
-                            _save_npy_atomic(output / clip / f'{c}_{n}.npy', flow)
+                            atomic_save_npy(flow, output / clip / f'{c}_{n}.npy')
                     bar.update(len(clip_batch))
         if writer:
             writer.finish()
