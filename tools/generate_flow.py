@@ -19,7 +19,7 @@ import logging
 import sys
 
 import fmanet_plugin  # noqa: F401  (basicsr compat shim before importing basicsr)
-from fmanet_plugin.data.vsrdb_dataset import list_clips
+from fmanet_plugin.data.vsrdb_clips import list_clips
 from fmanet_plugin.utils.raft_flow import generate_flows, load_raft
 
 import torch

@@ -9,88 +9,22 @@ LR pixels, x then y; LMDB key ``clip/<centre>_<neighbour>``, raw float32 bytes).
 
 from __future__ import annotations
 
-import io
-import os
 import random
-from pathlib import Path
 
-from fmanet_plugin.utils.lmdb_io import read_lmdb_meta_info
+from fmanet_plugin.data.vsrdb_clips import (
+    VSRDBReader,
+    check_num_frame,
+    list_clips,
+    read_training_window,
+    select_clips,
+)
 
 import numpy as np
 import torch
 from basicsr.data.transforms import paired_random_crop
-from basicsr.utils import FileClient, get_root_logger, imfrombytes, img2tensor
+from basicsr.utils import get_root_logger, img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
-
-
-def check_num_frame(num_frame: int, owner: str) -> int:
-    """Return ``num_frame`` if it is an odd positive int, else raise a ValueError naming the option."""
-    if not isinstance(num_frame, int) or num_frame < 1 or num_frame % 2 == 0:
-        raise ValueError(f"{owner}: option 'num_frame' must be an odd positive integer (2N+1), got {num_frame!r}")
-    return num_frame
-
-
-def _stem_sort_key(stem: str) -> tuple:
-    return (0, int(stem), stem) if stem.isdigit() else (1, 0, stem)
-
-
-def read_meta_info_file(meta_info_file: str | Path, filename_tmpl: str = '08d') -> dict[str, list[str]]:
-    """Read a REDS-style meta info file with lines ``<clip> <num_frames> (h,w,c)``.
-
-    Args:
-        meta_info_file (str | Path): The text file.
-        filename_tmpl (str): Format spec of the frame stems; frames are numbered from 0. Default: ``'08d'``.
-
-    Returns:
-        dict[str, list[str]]: Clip name -> frame file stems, in temporal order.
-    """
-    path = Path(meta_info_file)
-    if not path.is_file():
-        raise FileNotFoundError(f"meta_info_file '{path}' not found")
-    clips = {}
-    for line_no, line in enumerate(path.read_text().splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) < 2 or not parts[1].isdigit():
-            raise ValueError(f"{path}:{line_no}: expected '<clip> <num_frames> (h,w,c)', got {line!r}")
-        clips[parts[0]] = [format(i, filename_tmpl) for i in range(int(parts[1]))]
-    return clips
-
-
-def list_clips(opt: dict, root: str, owner: str) -> dict[str, list[str]]:
-    """List the clips and frame stems of a dataset.
-
-    From ``opt['meta_info_file']`` if given; otherwise from the LMDB meta info of ``root`` (lmdb backend) or
-    from the clip folders under ``root`` (disk backend, files ending with ``.<filename_ext>``).
-
-    Args:
-        opt (dict): Dataset options (``meta_info_file``, ``filename_tmpl``, ``filename_ext``, ``io_backend``).
-        root (str): The stream whose contents define the clips (normally ``dataroot_lq``).
-        owner (str): Dataset class name for error messages.
-
-    Returns:
-        dict[str, list[str]]: Clip name -> frame stems, sorted by clip name.
-    """
-    if opt.get('meta_info_file'):
-        clips = read_meta_info_file(opt['meta_info_file'], opt.get('filename_tmpl', '08d'))
-    elif opt['io_backend']['type'] == 'lmdb':
-        clips = {}
-        for key in read_lmdb_meta_info(root):
-            clip, _, stem = key.rpartition('/')
-            clips.setdefault(clip, []).append(stem)
-    else:
-        root_path = Path(root)
-        if not root_path.is_dir():
-            raise FileNotFoundError(f"{owner}: frame folder '{root}' not found")
-        ext = '.' + opt.get('filename_ext', 'png')
-        clips = {}
-        for clip_dir in root_path.iterdir():
-            stems = [p.stem for p in clip_dir.iterdir() if p.suffix == ext] if clip_dir.is_dir() else []
-            if stems:
-                clips[clip_dir.name] = stems
-    return {clip: sorted(stems, key=_stem_sort_key) for clip, stems in sorted(clips.items())}
 
 
 def transform_frames(
@@ -140,87 +74,6 @@ def transform_frames(
     return [image(x) for x in lr_frames], [image(x) for x in hr_frames], [flow(f) for f in flows]
 
 
-_LMDB_CLIENTS: dict[tuple[int, str], FileClient] = {}
-
-
-class VSRDBReader:
-    """Reads frames and flows through basicsr's FileClient, created lazily (once per worker process).
-
-    Args:
-        roots (dict[str, str]): Stream name (``lq``, ``gt``, ``lq_sharp``, ``flow``) -> folder or ``.lmdb``.
-        io_backend (dict): ``{'type': 'disk' | 'lmdb', ...}`` (extra keys go to the FileClient).
-        filename_ext (str): Image file extension on disk.
-        owner (str): Dataset class name for error messages.
-    """
-
-    def __init__(self, roots: dict[str, str], io_backend: dict, filename_ext: str, owner: str):
-        self.roots = roots
-        self.io_backend = dict(io_backend)
-        self.backend = self.io_backend.pop('type')
-        if self.backend not in ('disk', 'lmdb'):
-            raise ValueError(f"{owner}: io_backend type must be 'disk' or 'lmdb', got {self.backend!r}")
-        if self.backend == 'lmdb':
-            for name, root in roots.items():
-                if not Path(root, 'data.mdb').is_file():
-                    raise FileNotFoundError(f"{owner}: option 'dataroot_{name}' = '{root}' is not an LMDB folder")
-        self.ext = filename_ext
-        self.owner = owner
-        self.client = None
-
-    def _lmdb_client(self, root: str) -> FileClient:
-        # py-lmdb refuses to open one environment twice in a process (e.g. train and val datasets on the same
-        # LMDB), so each database gets one FileClient per process, shared by all readers.
-        key = (os.getpid(), root)
-        if key not in _LMDB_CLIENTS:
-            _LMDB_CLIENTS[key] = FileClient('lmdb', db_paths=[root], client_keys=['default'], **self.io_backend)
-        return _LMDB_CLIENTS[key]
-
-    def _get(self, stream: str, clip: str, name: str, ext: str) -> tuple[bytes, str]:
-        if self.backend == 'lmdb':
-            where = f"key '{clip}/{name}' in LMDB '{self.roots[stream]}'"
-            content = self._lmdb_client(self.roots[stream]).get(f'{clip}/{name}', 'default')
-            if content is None:
-                raise KeyError(f'{self.owner}: missing {stream} {where}')
-            return content, where
-        path = str(Path(self.roots[stream], clip, f'{name}.{ext}'))
-        if self.client is None:
-            self.client = FileClient('disk', **self.io_backend)
-        try:
-            return self.client.get(path), f"file '{path}'"
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{self.owner}: missing {stream} file '{path}'") from None
-
-    def image(self, stream: str, clip: str, stem: str) -> np.ndarray:
-        """Read one frame as a BGR float32 array (h, w, 3) in [0, 1]."""
-        content, where = self._get(stream, clip, stem, self.ext)
-        img = imfrombytes(content, float32=False)
-        if img is None:
-            raise ValueError(f'{self.owner}: {where} could not be decoded as an image')
-        return img.astype(np.float32) / 255.0
-
-    def flow(self, clip: str, centre: str, neighbour: str, lr_shape: tuple[int, int]) -> np.ndarray:
-        """Read the flow from ``centre`` to ``neighbour`` as float32 (h, w, 2); ``lr_shape`` = (h, w)."""
-        content, where = self._get('flow', clip, f'{centre}_{neighbour}', 'npy')
-        expected = (*lr_shape, 2)
-        if self.backend == 'lmdb':
-            flow = np.frombuffer(content, dtype=np.float32)
-            if flow.size != np.prod(expected):
-                raise ValueError(f'{self.owner}: {where} holds {flow.size} float32 values, expected {expected}')
-            return flow.reshape(expected).copy()
-        flow = np.load(io.BytesIO(content), allow_pickle=False)
-        if flow.shape != expected:
-            raise ValueError(f'{self.owner}: {where} has shape {flow.shape}, expected {expected} (LR frame size, 2)')
-        return flow.astype(np.float32, copy=False)
-
-
-def check_scale(lr: np.ndarray, hr: np.ndarray, scale: int, hr_where: str, owner: str) -> None:
-    """Raise a ValueError naming ``hr_where`` unless ``hr`` is exactly ``scale`` times ``lr`` in size."""
-    if hr.shape[:2] != (lr.shape[0] * scale, lr.shape[1] * scale):
-        raise ValueError(
-            f'{owner}: HR frame {hr_where} has size {hr.shape[:2]}, expected {scale} x the LR size {lr.shape[:2]}'
-        )
-
-
 @DATASET_REGISTRY.register()
 class VSRDBDataset(data.Dataset):
     """Random VSRDB training windows: blurry LR, sharp HR, sharp LR and optional flow, cropped and augmented.
@@ -256,18 +109,10 @@ class VSRDBDataset(data.Dataset):
         io_backend = opt.get('io_backend', {'type': 'disk'})
         self.reader = VSRDBReader(roots, io_backend, opt.get('filename_ext', 'png'), name)
         clips = list_clips({**opt, 'io_backend': io_backend}, roots['lq'], name)
-        excluded = {str(c) for c in opt.get('exclude_clips') or []}
         logger = get_root_logger()
-        self.clips = {}
-        for clip, stems in clips.items():
-            if clip in excluded:
-                continue
-            if len(stems) < self.num_frame:
-                logger.warning(f'{name}: clip {clip} has {len(stems)} frames < num_frame {self.num_frame}; skipped')
-                continue
-            self.clips[clip] = stems
-        if not self.clips:
-            raise ValueError(f"{name}: no clip with at least {self.num_frame} frames under '{roots['lq']}'")
+        self.clips = select_clips(
+            clips, name, roots['lq'], exclude=opt.get('exclude_clips'), min_frames=self.num_frame, warn=logger.warning
+        )
         self.items = [clip for clip, stems in self.clips.items() for _ in stems]
         logger.info(f'{name}: {len(self.clips)} clips, {len(self.items)} frames, num_frame={self.num_frame}')
 
@@ -276,30 +121,10 @@ class VSRDBDataset(data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         clip = self.items[index]
-        stems = self.clips[clip]
-        radius = self.num_frame // 2
-        centre = random.randint(radius, len(stems) - 1 - radius)
-        window = stems[centre - radius : centre + radius + 1]
-        reader, name = self.reader, type(self).__name__
-
-        lqs = [reader.image('lq', clip, s) for s in window]
-        lq_sharps = [reader.image('lq_sharp', clip, s) for s in window]
-        gts = [reader.image('gt', clip, s) for s in window]
+        name = type(self).__name__
+        window = read_training_window(self.reader, clip, self.clips[clip], self.num_frame, self.scale, name)
+        lqs, lq_sharps, gts, flows = window['lq'], window['lq_sharp'], window['gt'], window.get('flow', [])
         lr_shape = lqs[0].shape
-        for stem, lq, lq_sharp, gt in zip(window, lqs, lq_sharps, gts):
-            if lq.shape != lr_shape or lq_sharp.shape != lr_shape:
-                raise ValueError(
-                    f'{name}: LR frames of {clip}/{stem} have sizes {lq.shape[:2]} (lq), {lq_sharp.shape[:2]} '
-                    f'(lq_sharp), expected {lr_shape[:2]} like {clip}/{window[0]}'
-                )
-            check_scale(lq, gt, self.scale, f'{clip}/{stem}', name)
-        flows = []
-        if 'flow' in reader.roots:
-            for i, stem in enumerate(window):
-                if i == radius:
-                    flows.append(np.zeros((*lr_shape[:2], 2), np.float32))
-                else:
-                    flows.append(reader.flow(clip, window[radius], stem, lr_shape[:2]))
 
         if self.gt_size is not None:
             lq_size = self.gt_size // self.scale
@@ -321,7 +146,7 @@ class VSRDBDataset(data.Dataset):
             'lq': lrs[: self.num_frame],
             'gt': torch.stack(img2tensor(gts, bgr2rgb=True, float32=True)),
             'lq_sharp': lrs[self.num_frame :],
-            'key': f'{clip}/{window[radius]}',
+            'key': window['key'],
         }
         if flows:
             sample['flow'] = torch.from_numpy(np.stack(flows).transpose(0, 3, 1, 2).copy())

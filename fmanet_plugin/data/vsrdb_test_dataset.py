@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from fmanet_plugin.data.vsrdb_dataset import VSRDBReader, check_num_frame, check_scale, list_clips
+from fmanet_plugin.data.vsrdb_clips import VSRDBReader, check_num_frame, list_clips, read_test_window, select_clips
 
 import torch
-from basicsr.data.data_util import generate_frame_indices
 from basicsr.utils import get_root_logger, img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
@@ -39,16 +38,7 @@ class VSRDBTestDataset(data.Dataset):
         io_backend = opt.get('io_backend', {'type': 'disk'})
         self.reader = VSRDBReader(roots, io_backend, opt.get('filename_ext', 'png'), name)
         clips = list_clips({**opt, 'io_backend': io_backend}, roots['lq'], name)
-        if opt.get('clips') is not None:
-            wanted = [str(c) for c in opt['clips']]
-            missing = [c for c in wanted if c not in clips]
-            if missing:
-                raise ValueError(f"{name}: option 'clips' names clips not in the dataset: {missing}")
-            clips = {c: clips[c] for c in wanted}
-        excluded = {str(c) for c in opt.get('exclude_clips') or []}
-        self.clips = {clip: stems for clip, stems in clips.items() if clip not in excluded}
-        if not self.clips:
-            raise ValueError(f"{name}: no clips found under '{roots['lq']}'")
+        self.clips = select_clips(clips, name, roots['lq'], only=opt.get('clips'), exclude=opt.get('exclude_clips'))
         self.items = [(clip, idx) for clip, stems in self.clips.items() for idx in range(len(stems))]
         get_root_logger().info(f'{name}: {len(self.clips)} clips, {len(self.items)} frames')
 
@@ -57,19 +47,14 @@ class VSRDBTestDataset(data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         clip, idx = self.items[index]
-        stems = self.clips[clip]
-        indices = generate_frame_indices(idx, len(stems), self.num_frame, padding='replicate')
-        lqs = [self.reader.image('lq', clip, stems[i]) for i in indices]
+        window = read_test_window(
+            self.reader, clip, self.clips[clip], idx, self.num_frame, self.scale, type(self).__name__
+        )
         sample = {
-            'lq': torch.stack(img2tensor(lqs, bgr2rgb=True, float32=True)),
+            'lq': torch.stack(img2tensor(window['lq'], bgr2rgb=True, float32=True)),
             'clip': clip,
-            'frame': stems[idx],
-            'frame_idx': idx,
-            'num_frames': len(stems),
-            'key': f'{clip}/{stems[idx]}',
+            **{k: window[k] for k in ('frame', 'frame_idx', 'num_frames', 'key')},
         }
-        if 'gt' in self.reader.roots:
-            gt = self.reader.image('gt', clip, stems[idx])
-            check_scale(lqs[self.num_frame // 2], gt, self.scale, f'{clip}/{stems[idx]}', type(self).__name__)
-            sample['gt'] = img2tensor(gt, bgr2rgb=True, float32=True)
+        if 'gt' in window:
+            sample['gt'] = img2tensor(window['gt'], bgr2rgb=True, float32=True)
         return sample

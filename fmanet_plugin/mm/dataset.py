@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from fmanet_plugin.data.vsrdb_dataset import check_num_frame, list_clips
+from fmanet_plugin.data.vsrdb_clips import check_num_frame, list_clips, select_clips
 from fmanet_plugin.mm.registry import DATASETS
 
 from mmengine.dataset import BaseDataset
@@ -79,22 +79,16 @@ class VSRDBDataset(BaseDataset):
             filename_ext=self.filename_ext,
             io_backend=self.io_backend,
         )
-        clips = list_clips(opt, roots['lq'], name)
-        if self.clip_names is not None:
-            absent = [c for c in self.clip_names if c not in clips]
-            if absent:
-                raise ValueError(f'{name}: clips names clips not in the dataset: {absent}')
-            clips = {c: clips[c] for c in self.clip_names}
-        clips = {c: stems for c, stems in clips.items() if c not in self.exclude_clips}
-        if not self.test_mode:
-            short = [c for c, stems in clips.items() if len(stems) < self.num_frame]
-            if short:
-                print_log(
-                    f'{name}: clips {short} have fewer than {self.num_frame} frames; skipped', level=logging.WARNING
-                )
-            clips = {c: stems for c, stems in clips.items() if c not in short}
-        if not clips:
-            raise ValueError(f"{name}: no usable clip under '{roots['lq']}'")
+        warn = None if self.test_mode else (lambda msg: print_log(msg, level=logging.WARNING))
+        clips = select_clips(
+            list_clips(opt, roots['lq'], name),
+            name,
+            roots['lq'],
+            only=self.clip_names,
+            exclude=self.exclude_clips,
+            min_frames=0 if self.test_mode else self.num_frame,
+            warn=warn,
+        )
         common = dict(num_frame=self.num_frame, roots=roots, io_backend=self.io_backend, filename_ext=self.filename_ext)
         return [
             dict(clip=clip, stems=stems, frame_idx=idx, **common)

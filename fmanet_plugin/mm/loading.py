@@ -1,14 +1,11 @@
-"""Reads a VSRDB window (blurry LR, sharp HR, sharp LR, flow) for one dataset item, with BasicSR's reader."""
+"""Reads a VSRDB window (blurry LR, sharp HR, sharp LR, flow) for one dataset item with the BasicSR datasets' window
+readers (``fmanet_plugin.data.vsrdb_clips``)."""
 
 from __future__ import annotations
 
-import random
-
-from fmanet_plugin.data.vsrdb_dataset import VSRDBReader, check_scale
+from fmanet_plugin.data.vsrdb_clips import VSRDBReader, read_test_window, read_training_window
 from fmanet_plugin.mm.registry import TRANSFORMS
 
-import numpy as np
-from basicsr.data.data_util import generate_frame_indices
 from mmcv.transforms import BaseTransform
 
 WINDOWS = ('random', 'replicate')
@@ -52,37 +49,10 @@ class LoadVSRDBFrames(BaseTransform):
     def transform(self, results: dict) -> dict:
         reader, name = self._reader(results), type(self).__name__
         clip, stems, num_frame = results['clip'], results['stems'], results['num_frame']
-        radius = num_frame // 2
         if self.window == 'random':
-            centre = random.randint(radius, len(stems) - 1 - radius)
-            window = stems[centre - radius : centre + radius + 1]
+            results.update(read_training_window(reader, clip, stems, num_frame, self.scale, name))
         else:
-            centre = results['frame_idx']
-            window = [stems[i] for i in generate_frame_indices(centre, len(stems), num_frame, padding='replicate')]
-        results.update(key=f'{clip}/{stems[centre]}', frame=stems[centre], frame_idx=centre, num_frames=len(stems))
-        results['lq'] = [reader.image('lq', clip, s) for s in window]
-        lr_shape = results['lq'][0].shape
-        if self.window == 'replicate':
-            if 'gt' in reader.roots:
-                results['gt'] = reader.image('gt', clip, stems[centre])
-                check_scale(results['lq'][radius], results['gt'], self.scale, f'{clip}/{stems[centre]}', name)
-            return results
-        results['lq_sharp'] = [reader.image('lq_sharp', clip, s) for s in window]
-        results['gt'] = [reader.image('gt', clip, s) for s in window]
-        for stem, lq, lq_sharp, gt in zip(window, results['lq'], results['lq_sharp'], results['gt']):
-            if lq.shape != lr_shape or lq_sharp.shape != lr_shape:
-                raise ValueError(
-                    f'{name}: LR frames of {clip}/{stem} have sizes {lq.shape[:2]} (lq), {lq_sharp.shape[:2]} '
-                    f'(lq_sharp), expected {lr_shape[:2]} like {clip}/{window[0]}'
-                )
-            check_scale(lq, gt, self.scale, f'{clip}/{stem}', name)
-        if 'flow' in reader.roots:
-            results['flow'] = [
-                np.zeros((*lr_shape[:2], 2), np.float32)
-                if i == radius
-                else reader.flow(clip, window[radius], s, lr_shape[:2])
-                for i, s in enumerate(window)
-            ]
+            results.update(read_test_window(reader, clip, stems, results['frame_idx'], num_frame, self.scale, name))
         return results
 
     def __repr__(self) -> str:

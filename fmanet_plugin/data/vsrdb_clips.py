@@ -1,0 +1,317 @@
+"""VSRDB clips in the REDS layout: listing and selecting clips, reading frames and flows (disk or LMDB), and the
+temporal windows of the training and test datasets (shared by BasicSR's datasets and the OpenMMLab pipeline).
+
+Streams (``<root>/<clip>/<frame>.<ext>`` on disk, key ``clip/frame`` in an LMDB): ``lq`` blurry LR, ``gt`` sharp
+HR, ``lq_sharp`` sharp LR and ``flow`` (``<clip>/<centre>_<neighbour>.npy``, float32 (h, w, 2), flow from the
+centre frame to the neighbour in LR pixels, x then y; LMDB key ``clip/<centre>_<neighbour>``, raw float32 bytes).
+
+Windows: training reads the window of a random centre lying wholly inside the clip (:func:`read_training_window`);
+test reads the window of a given frame, edge-padded by repeating the first/last frame (basicsr's
+``generate_frame_indices(padding='replicate')``, :func:`read_test_window`); :func:`iter_windows` streams the same
+edge-padded windows from frames read one by one.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from fmanet_plugin.utils.lmdb_io import read_lmdb_meta_info
+
+import numpy as np
+from basicsr.data.data_util import generate_frame_indices
+from basicsr.utils import FileClient, imfrombytes
+
+
+def check_num_frame(num_frame: int, owner: str) -> int:
+    """Return ``num_frame`` if it is an odd positive int, else raise a ValueError naming the option."""
+    if not isinstance(num_frame, int) or num_frame < 1 or num_frame % 2 == 0:
+        raise ValueError(f"{owner}: option 'num_frame' must be an odd positive integer (2N+1), got {num_frame!r}")
+    return num_frame
+
+
+def _stem_sort_key(stem: str) -> tuple:
+    return (0, int(stem), stem) if stem.isdigit() else (1, 0, stem)
+
+
+def read_meta_info_file(meta_info_file: str | Path, filename_tmpl: str = '08d') -> dict[str, list[str]]:
+    """Read a REDS-style meta info file with lines ``<clip> <num_frames> (h,w,c)``.
+
+    Args:
+        meta_info_file (str | Path): The text file.
+        filename_tmpl (str): Format spec of the frame stems; frames are numbered from 0. Default: ``'08d'``.
+
+    Returns:
+        dict[str, list[str]]: Clip name -> frame file stems, in temporal order.
+    """
+    path = Path(meta_info_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"meta_info_file '{path}' not found")
+    clips = {}
+    for line_no, line in enumerate(path.read_text().splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) < 2 or not parts[1].isdigit():
+            raise ValueError(f"{path}:{line_no}: expected '<clip> <num_frames> (h,w,c)', got {line!r}")
+        clips[parts[0]] = [format(i, filename_tmpl) for i in range(int(parts[1]))]
+    return clips
+
+
+def list_clips(opt: dict, root: str, owner: str) -> dict[str, list[str]]:
+    """List the clips and frame stems of a dataset.
+
+    From ``opt['meta_info_file']`` if given; otherwise from the LMDB meta info of ``root`` (lmdb backend) or
+    from the clip folders under ``root`` (disk backend, files ending with ``.<filename_ext>``).
+
+    Args:
+        opt (dict): Dataset options (``meta_info_file``, ``filename_tmpl``, ``filename_ext``, ``io_backend``).
+        root (str): The stream whose contents define the clips (normally ``dataroot_lq``).
+        owner (str): Dataset class name for error messages.
+
+    Returns:
+        dict[str, list[str]]: Clip name -> frame stems, sorted by clip name.
+    """
+    if opt.get('meta_info_file'):
+        clips = read_meta_info_file(opt['meta_info_file'], opt.get('filename_tmpl', '08d'))
+    elif opt['io_backend']['type'] == 'lmdb':
+        clips = {}
+        for key in read_lmdb_meta_info(root):
+            clip, _, stem = key.rpartition('/')
+            clips.setdefault(clip, []).append(stem)
+    else:
+        root_path = Path(root)
+        if not root_path.is_dir():
+            raise FileNotFoundError(f"{owner}: frame folder '{root}' not found")
+        ext = '.' + opt.get('filename_ext', 'png')
+        clips = {}
+        for clip_dir in root_path.iterdir():
+            stems = [p.stem for p in clip_dir.iterdir() if p.suffix == ext] if clip_dir.is_dir() else []
+            if stems:
+                clips[clip_dir.name] = stems
+    return {clip: sorted(stems, key=_stem_sort_key) for clip, stems in sorted(clips.items())}
+
+
+def select_clips(
+    clips: dict[str, list[str]],
+    owner: str,
+    root: str,
+    only: Iterable | None = None,
+    exclude: Iterable | None = None,
+    min_frames: int = 0,
+    warn: Callable[[str], Any] | None = None,
+) -> dict[str, list[str]]:
+    """Restrict listed clips: to ``only`` (in that order), without ``exclude``, with at least ``min_frames`` frames.
+
+    Args:
+        clips (dict[str, list[str]]): Clip name -> frame stems (from :func:`list_clips`).
+        owner (str): Dataset class name for messages.
+        root (str): Where the clips were listed from, for messages.
+        only (Iterable | None): Option ``clips``: keep these clips, which must exist. Default: all.
+        exclude (Iterable | None): Option ``exclude_clips``. Default: none.
+        min_frames (int): Shorter clips are left out, with a warning through ``warn``. Default: 0.
+        warn (Callable | None): Receives the warning about short clips. Default: none.
+
+    Returns:
+        dict[str, list[str]]: The selected clips.
+
+    Raises:
+        ValueError: If ``only`` names a clip that does not exist, or no clip is left.
+    """
+    if only is not None:
+        wanted = [str(c) for c in only]
+        missing = [c for c in wanted if c not in clips]
+        if missing:
+            raise ValueError(f"{owner}: option 'clips' names clips not in the dataset: {missing}")
+        clips = {c: clips[c] for c in wanted}
+    excluded = {str(c) for c in exclude or []}
+    clips = {c: stems for c, stems in clips.items() if c not in excluded}
+    short = [c for c, stems in clips.items() if len(stems) < min_frames]
+    if short and warn is not None:
+        warn(f'{owner}: clips {short} have fewer than {min_frames} frames (num_frame); skipped')
+    clips = {c: stems for c, stems in clips.items() if c not in short}
+    if not clips:
+        at_least = f' with at least {min_frames} frames' if min_frames > 1 else ''
+        raise ValueError(f"{owner}: no clip{at_least} under '{root}' (after the clip options)")
+    return clips
+
+
+_LMDB_CLIENTS: dict[tuple[int, str], FileClient] = {}
+
+
+class VSRDBReader:
+    """Reads frames and flows through basicsr's FileClient, created lazily (once per worker process).
+
+    Args:
+        roots (dict[str, str]): Stream name (``lq``, ``gt``, ``lq_sharp``, ``flow``) -> folder or ``.lmdb``.
+        io_backend (dict): ``{'type': 'disk' | 'lmdb', ...}`` (extra keys go to the FileClient).
+        filename_ext (str): Image file extension on disk.
+        owner (str): Dataset class name for error messages.
+    """
+
+    def __init__(self, roots: dict[str, str], io_backend: dict, filename_ext: str, owner: str):
+        self.roots = roots
+        self.io_backend = dict(io_backend)
+        self.backend = self.io_backend.pop('type')
+        if self.backend not in ('disk', 'lmdb'):
+            raise ValueError(f"{owner}: io_backend type must be 'disk' or 'lmdb', got {self.backend!r}")
+        if self.backend == 'lmdb':
+            for name, root in roots.items():
+                if not Path(root, 'data.mdb').is_file():
+                    raise FileNotFoundError(f"{owner}: option 'dataroot_{name}' = '{root}' is not an LMDB folder")
+        self.ext = filename_ext
+        self.owner = owner
+        self.client = None
+
+    def _lmdb_client(self, root: str) -> FileClient:
+        # py-lmdb refuses to open one environment twice in a process (e.g. train and val datasets on the same
+        # LMDB), so each database gets one FileClient per process, shared by all readers.
+        key = (os.getpid(), root)
+        if key not in _LMDB_CLIENTS:
+            _LMDB_CLIENTS[key] = FileClient('lmdb', db_paths=[root], client_keys=['default'], **self.io_backend)
+        return _LMDB_CLIENTS[key]
+
+    def _get(self, stream: str, clip: str, name: str, ext: str) -> tuple[bytes, str]:
+        if self.backend == 'lmdb':
+            where = f"key '{clip}/{name}' in LMDB '{self.roots[stream]}'"
+            content = self._lmdb_client(self.roots[stream]).get(f'{clip}/{name}', 'default')
+            if content is None:
+                raise KeyError(f'{self.owner}: missing {stream} {where}')
+            return content, where
+        path = str(Path(self.roots[stream], clip, f'{name}.{ext}'))
+        if self.client is None:
+            self.client = FileClient('disk', **self.io_backend)
+        try:
+            return self.client.get(path), f"file '{path}'"
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{self.owner}: missing {stream} file '{path}'") from None
+
+    def image(self, stream: str, clip: str, stem: str) -> np.ndarray:
+        """Read one frame as a BGR float32 array (h, w, 3) in [0, 1]."""
+        content, where = self._get(stream, clip, stem, self.ext)
+        img = imfrombytes(content, float32=False)
+        if img is None:
+            raise ValueError(f'{self.owner}: {where} could not be decoded as an image')
+        return img.astype(np.float32) / 255.0
+
+    def flow(self, clip: str, centre: str, neighbour: str, lr_shape: tuple[int, int]) -> np.ndarray:
+        """Read the flow from ``centre`` to ``neighbour`` as float32 (h, w, 2); ``lr_shape`` = (h, w)."""
+        content, where = self._get('flow', clip, f'{centre}_{neighbour}', 'npy')
+        expected = (*lr_shape, 2)
+        if self.backend == 'lmdb':
+            flow = np.frombuffer(content, dtype=np.float32)
+            if flow.size != np.prod(expected):
+                raise ValueError(f'{self.owner}: {where} holds {flow.size} float32 values, expected {expected}')
+            return flow.reshape(expected).copy()
+        flow = np.load(io.BytesIO(content), allow_pickle=False)
+        if flow.shape != expected:
+            raise ValueError(f'{self.owner}: {where} has shape {flow.shape}, expected {expected} (LR frame size, 2)')
+        return flow.astype(np.float32, copy=False)
+
+
+def check_scale(lr: np.ndarray, hr: np.ndarray, scale: int, hr_where: str, owner: str) -> None:
+    """Raise a ValueError naming ``hr_where`` unless ``hr`` is exactly ``scale`` times ``lr`` in size."""
+    if hr.shape[:2] != (lr.shape[0] * scale, lr.shape[1] * scale):
+        raise ValueError(
+            f'{owner}: HR frame {hr_where} has size {hr.shape[:2]}, expected {scale} x the LR size {lr.shape[:2]}'
+        )
+
+
+def read_training_window(
+    reader: VSRDBReader, clip: str, stems: list[str], num_frame: int, scale: int, owner: str
+) -> dict[str, Any]:
+    """Read the window of a random centre lying wholly inside ``clip`` (one ``random.randint`` call).
+
+    Args:
+        reader (VSRDBReader): Reader with ``lq``, ``gt``, ``lq_sharp`` (and optionally ``flow``) roots.
+        clip (str): Clip name. stems (list[str]): Its frame stems in temporal order.
+        num_frame (int): Window length (odd, at most ``len(stems)``).
+        scale (int): HR / LR size ratio (checked). owner (str): Class name for messages.
+
+    Returns:
+        dict: ``lq``, ``lq_sharp`` (lists of (h, w, 3) BGR float32 in [0, 1]), ``gt`` (list of (s*h, s*w, 3)),
+        ``flow`` (list of (h, w, 2), centre to each frame, zero at the centre; only with a flow root), ``key``
+        (``'clip/frame'`` of the centre), ``frame``, ``frame_idx``, ``num_frames``.
+    """
+    radius = num_frame // 2
+    centre = random.randint(radius, len(stems) - 1 - radius)
+    window = stems[centre - radius : centre + radius + 1]
+    window_data = _centre_info(clip, stems, centre)
+    lqs = [reader.image('lq', clip, s) for s in window]
+    lq_sharps = [reader.image('lq_sharp', clip, s) for s in window]
+    gts = [reader.image('gt', clip, s) for s in window]
+    lr_shape = lqs[0].shape
+    for stem, lq, lq_sharp, gt in zip(window, lqs, lq_sharps, gts):
+        if lq.shape != lr_shape or lq_sharp.shape != lr_shape:
+            raise ValueError(
+                f'{owner}: LR frames of {clip}/{stem} have sizes {lq.shape[:2]} (lq), {lq_sharp.shape[:2]} '
+                f'(lq_sharp), expected {lr_shape[:2]} like {clip}/{window[0]}'
+            )
+        check_scale(lq, gt, scale, f'{clip}/{stem}', owner)
+    window_data.update(lq=lqs, lq_sharp=lq_sharps, gt=gts)
+    if 'flow' in reader.roots:
+        zero = np.zeros((*lr_shape[:2], 2), np.float32)
+        window_data['flow'] = [
+            zero if i == radius else reader.flow(clip, window[radius], s, lr_shape[:2]) for i, s in enumerate(window)
+        ]
+    return window_data
+
+
+def read_test_window(
+    reader: VSRDBReader, clip: str, stems: list[str], frame_idx: int, num_frame: int, scale: int, owner: str
+) -> dict[str, Any]:
+    """Read the edge-padded window centred at ``frame_idx`` and, when the reader has a ``gt`` root, its HR frame.
+
+    Returns:
+        dict: ``lq`` (list of ``num_frame`` (h, w, 3) BGR float32 in [0, 1]), ``gt`` ((s*h, s*w, 3), centre frame;
+        only with a gt root), ``key``, ``frame``, ``frame_idx``, ``num_frames``.
+    """
+    indices = generate_frame_indices(frame_idx, len(stems), num_frame, padding='replicate')
+    window_data = _centre_info(clip, stems, frame_idx)
+    window_data['lq'] = [reader.image('lq', clip, stems[i]) for i in indices]
+    if 'gt' in reader.roots:
+        window_data['gt'] = reader.image('gt', clip, stems[frame_idx])
+        check_scale(window_data['lq'][num_frame // 2], window_data['gt'], scale, window_data['key'], owner)
+    return window_data
+
+
+def _centre_info(clip: str, stems: list[str], centre: int) -> dict[str, Any]:
+    return dict(key=f'{clip}/{stems[centre]}', frame=stems[centre], frame_idx=centre, num_frames=len(stems))
+
+
+def iter_windows(frames: Iterable[Any], num_seq: int) -> Iterator[list[Any]]:
+    """Stream the edge-padded temporal windows of a sequence, one per input frame, holding ``num_seq`` frames.
+
+    The windows of :func:`read_test_window` (basicsr's ``generate_frame_indices(padding='replicate')``) without
+    knowing the number of frames in advance (for videos read frame by frame).
+
+    Args:
+        frames (Iterable): The frames, in order.
+        num_seq (int): Window length (odd).
+
+    Yields:
+        list: The window of the next centre frame.
+    """
+    half = num_seq // 2
+    buffer: deque = deque()
+    read = emitted = 0
+    for frame in frames:
+        if read == 0:
+            buffer.extend([frame] * half)
+        buffer.append(frame)
+        read += 1
+        if len(buffer) == num_seq:
+            yield list(buffer)
+            buffer.popleft()
+            emitted += 1
+    while emitted < read:
+        buffer.append(buffer[-1])
+        if len(buffer) == num_seq:
+            yield list(buffer)
+            buffer.popleft()
+            emitted += 1
