@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import copyreg
 
+from fmanet_plugin.utils.checkpoint import read_checkpoint, select_state_dict, sub_state_dict
+
 import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer, print_log
@@ -50,19 +52,20 @@ def load_network_weights(network: nn.Module, path: str, prefix: str = '') -> Non
     Args:
         network (nn.Module): An ``FMANet`` (``prefix=''``) or one of its sub-networks (``prefix='net_d.'``).
         path (str): An mmengine checkpoint (``state_dict`` with ``generator.*`` keys) or a BasicSR one
-            (``params_ema`` / ``params`` with the ``FMANet`` keys, e.g. a converted released checkpoint).
+            with the ``FMANet`` keys, e.g. a converted released checkpoint; entry chosen by
+            :func:`fmanet_plugin.utils.checkpoint.select_state_dict`).
         prefix (str): The network's key prefix inside an ``FMANet`` state dict.
     """
-    checkpoint = torch.load(path, map_location='cpu')
-    for field, root in (('state_dict', 'generator.'), ('params_ema', ''), ('params', '')):
-        state = checkpoint.get(field) if isinstance(checkpoint, dict) else None
-        if state:
-            start = root + prefix
-            weights = {k[len(start) :]: v for k, v in state.items() if k.startswith(start)}
-            if weights:
-                network.load_state_dict(weights, strict=True)
-                print_log(f'Loaded {prefix.rstrip(".") or "FMANet"} weights from {path} ({field}).', logger='current')
-                return
+    checkpoint = read_checkpoint(path)
+    if 'state_dict' in checkpoint:
+        weights, field = sub_state_dict(checkpoint['state_dict'], 'generator.' + prefix), 'state_dict'
+    else:
+        state, field = select_state_dict(checkpoint, path)
+        weights = sub_state_dict(state, prefix)
+    if weights:
+        network.load_state_dict(weights, strict=True)
+        print_log(f'Loaded {prefix.rstrip(".") or "FMANet"} weights from {path} ({field}).', logger='current')
+        return
     raise ValueError(
         f'{path} holds no {prefix.rstrip(".") or "FMANet"} weights: expected an mmengine checkpoint (state_dict with '
         f'generator.{prefix}* keys) or a BasicSR one (params / params_ema with {prefix}* keys)'
