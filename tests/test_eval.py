@@ -11,19 +11,17 @@ from pathlib import Path
 
 import fmanet_plugin  # noqa: F401
 from fmanet_plugin.archs.fmanet_arch import FMANet
+from fmanet_plugin.data.vsrdb_clips import iter_windows
 from fmanet_plugin.metrics.tof_metric import calculate_tof, mean_per_clip, tof_crop, tof_per_pair
-from fmanet_plugin.utils.inference_util import (
-    iter_windows,
-    read_state_dict,
-    tiled_forward,
-    window_indices,
-)
+from fmanet_plugin.utils.checkpoint import read_state_dict
 from fmanet_plugin.utils.official_ckpt import flip_image_channels
+from fmanet_plugin.utils.tiling import tiled_forward
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from basicsr.data.data_util import generate_frame_indices
 from basicsr.utils.registry import METRIC_REGISTRY
 from conftest import TINY_NET
 
@@ -104,12 +102,23 @@ def test_mean_per_clip_pools_frames():
 # ------------------------------------------------------------------------------------- windows, tiling
 
 
-@pytest.mark.parametrize('num_seq', [1, 3, 5])
-def test_windows_are_edge_padded(num_seq):
-    for n in range(1, 7):
-        expected = [[min(max(c + k, 0), n - 1) for k in range(-(num_seq // 2), num_seq // 2 + 1)] for c in range(n)]
-        assert [window_indices(n, c, num_seq) for c in range(n)] == expected
-        assert list(iter_windows(iter(range(n)), num_seq)) == expected
+# (frames in the clip, window length) -> the window of every centre frame, written out by hand
+HAND_WINDOWS = {
+    (1, 3): [[0, 0, 0]],
+    (2, 1): [[0], [1]],
+    (2, 3): [[0, 0, 1], [0, 1, 1]],
+    (4, 3): [[0, 0, 1], [0, 1, 2], [1, 2, 3], [2, 3, 3]],
+    (3, 5): [[0, 0, 0, 1, 2], [0, 0, 1, 2, 2], [0, 1, 2, 2, 2]],
+    (6, 5): [[0, 0, 0, 1, 2], [0, 0, 1, 2, 3], [0, 1, 2, 3, 4], [1, 2, 3, 4, 5], [2, 3, 4, 5, 5], [3, 4, 5, 5, 5]],
+}
+
+
+@pytest.mark.parametrize(('num_frames', 'num_seq'), list(HAND_WINDOWS))
+def test_windows_are_edge_padded(num_frames, num_seq):
+    expected = HAND_WINDOWS[(num_frames, num_seq)]
+    indices = [generate_frame_indices(c, num_frames, num_seq, padding='replicate') for c in range(num_frames)]
+    assert indices == expected  # what the test dataset and the tools read
+    assert list(iter_windows(iter(range(num_frames)), num_seq)) == expected  # streamed (video input)
 
 
 def make_local(model: FMANet) -> FMANet:

@@ -10,7 +10,7 @@ the ends. The output is a video when ``-o`` ends with a video extension (.mp4, .
 MJPG), else a folder of PNGs named after the input frames (``%08d`` for video input). The model configuration
 comes from the ``network_g`` section of ``-opt`` (with its ``model_color`` and ``scale``), else FMANet defaults.
 ``--tile`` splits frames into overlapping LR tiles (a 1280x720 LR input needs tiling on a 16 GB GPU, e.g.
-``--tile 256 --tile-overlap 32``); see ``fmanet_plugin.utils.inference_util.tiled_forward``.
+``--tile 256 --tile-overlap 32``); see ``fmanet_plugin.utils.tiling.tiled_forward``.
 Checkpoints: plugin ``{'params'|'params_ema': ...}`` or a released checkpoint converted with
 ``tools/convert_official_ckpt.py`` (``--model-color bgr`` if it was converted without ``--rgb``).
 """
@@ -24,18 +24,12 @@ import tempfile
 from pathlib import Path
 
 import fmanet_plugin  # noqa: F401  (must precede basicsr: compat shim, registries)
-from fmanet_plugin.utils.inference_util import (
-    COLOR_ORDERS,
-    CentreFrameRestorer,
-    FrameSource,
-    atomic_imwrite,
-    build_network_from_opt,
-    get_tool_logger,
-    iter_windows,
-    load_weights,
-    publish_temp_file,
-    resolve_device,
-)
+from fmanet_plugin.data.vsrdb_clips import iter_windows
+from fmanet_plugin.utils.atomic_io import atomic_imwrite, publish_temp_file
+from fmanet_plugin.utils.checkpoint import load_weights
+from fmanet_plugin.utils.frame_io import FrameSource
+from fmanet_plugin.utils.restorer import COLOR_ORDERS, CentreFrameRestorer
+from fmanet_plugin.utils.runtime import build_network_from_opt, get_tool_logger, resolve_device
 
 import cv2
 import numpy as np

@@ -32,24 +32,18 @@ from pathlib import Path
 import fmanet_plugin  # noqa: F401  (must precede basicsr: compat shim, registries)
 from fmanet_plugin.archs.fmanet_arch import FMANet
 from fmanet_plugin.ops import normalize_restoration_kernels
-from fmanet_plugin.utils.inference_util import (
-    COLOR_ORDERS,
-    CentreFrameRestorer,
-    FrameSource,
-    atomic_imwrite,
-    atomic_write_bytes,
-    build_network_from_opt,
-    get_tool_logger,
-    load_weights,
-    resolve_device,
-    window_indices,
-)
+from fmanet_plugin.utils.atomic_io import atomic_imwrite, atomic_write_bytes
+from fmanet_plugin.utils.checkpoint import load_weights
+from fmanet_plugin.utils.frame_io import FrameSource
+from fmanet_plugin.utils.restorer import COLOR_ORDERS, CentreFrameRestorer
+from fmanet_plugin.utils.runtime import build_network_from_opt, get_tool_logger, resolve_device
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
+from basicsr.data.data_util import generate_frame_indices
 from basicsr.utils import tensor2img
 from basicsr.utils.options import ordered_yaml
 from torchvision.utils import flow_to_image
@@ -201,7 +195,11 @@ def read_window(path: str, centre: int | None, num_seq: int) -> tuple[list[np.nd
     centre = len(frames) // 2 if centre is None else centre
     if not 0 <= centre < len(frames):
         raise ValueError(f'--frame {centre} is outside the {len(frames)} frames of {path}')
-    return [frames[i] for i in window_indices(len(frames), centre, num_seq)], centre, len(frames)
+    return (
+        [frames[i] for i in generate_frame_indices(centre, len(frames), num_seq, padding='replicate')],
+        centre,
+        len(frames),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

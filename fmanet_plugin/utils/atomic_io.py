@@ -93,12 +93,16 @@ def atomic_imwrite(img: np.ndarray, path: str | Path) -> None:
     """Write a uint8 BGR image with basicsr's ``imwrite`` (format from ``path``'s extension) atomically.
 
     Raises:
-        OSError: If OpenCV cannot encode the image for ``path``'s extension (basicsr's ``IOError``).
+        OSError: If OpenCV cannot encode the image for ``path``'s extension.
     """
+    import cv2
     from basicsr.utils import imwrite
 
     with atomic_path(path) as tmp:
-        imwrite(img, tmp, auto_mkdir=False)
+        try:
+            imwrite(img, tmp, auto_mkdir=False)
+        except cv2.error as err:  # e.g. no encoder for the extension
+            raise OSError(f'cannot write image {path}: {str(err).strip().splitlines()[-1]}') from None
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
