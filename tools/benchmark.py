@@ -40,7 +40,6 @@ import io
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -50,23 +49,23 @@ from dataclasses import dataclass, field
 from unittest import mock
 
 import fmanet_plugin  # noqa: F401  (must precede basicsr: compat shim, registries)
-from fmanet_plugin.metrics.tof_metric import to_grey_uint8, tof_pair
-from fmanet_plugin.utils.inference_util import (
-    atomic_write_bytes,
-    atomic_write_text,
+from fmanet_plugin.metrics.clip_eval import ClipEvaluator, released_frame_metrics
+from fmanet_plugin.utils.atomic_io import atomic_write_bytes, atomic_write_text
+from fmanet_plugin.utils.checkpoint import load_weights
+from fmanet_plugin.utils.cli import format_number, parse_size
+from fmanet_plugin.utils.runtime import (
     build_network_from_opt,
-    format_number,
     get_tool_logger,
-    load_weights,
+    reset_peak_rss,
     resolve_device,
-    window_indices,
+    rss_kb,
 )
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from basicsr.data import build_dataset
-from basicsr.metrics import calculate_psnr, calculate_ssim
+from basicsr.data.data_util import generate_frame_indices
 from basicsr.utils import img2tensor, tensor2img
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -223,27 +222,6 @@ def check_size(name: str, height: int, width: int, frames: int) -> None:
         raise ValueError(f'IconVSR needs at least 3 frames (temporal reflection padding), got {frames}')
 
 
-def rss_kb(field: str) -> int:
-    """``VmRSS`` (current) or ``VmHWM`` (peak) of this process in KiB from /proc; ``ru_maxrss`` elsewhere."""
-    try:
-        with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith(field + ':'):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
-def reset_peak_rss() -> None:
-    """Reset the kernel's peak-RSS mark (Linux ``clear_refs`` 5) so imports do not hide a small model's peak."""
-    try:
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')
-    except OSError:
-        pass
-
-
 def synchronize(device: torch.device) -> None:
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
@@ -309,32 +287,26 @@ def evaluate_quality(name: str, forward, args: argparse.Namespace, device: torch
         'io_backend': {'type': 'disk'},
     }
     dataset = build_dataset(dataset_opt)
-    psnrs, ssims, tofs = [], [], []
+    metrics = {k: v for k, v in released_frame_metrics(crop_border=4).items() if k in ('psnr_rgb', 'ssim')}
+    evaluator = ClipEvaluator(metrics)
     with torch.no_grad():
         for clip, stems in dataset.clips.items():
-            lqs = [dataset.reader.image('lq', clip, s) for s in stems]
-            gts = [tensor2img(img2tensor(dataset.reader.image('gt', clip, s))) for s in stems]
-            lq = torch.stack(img2tensor(lqs)).to(device)
+            lq = torch.stack(img2tensor([dataset.reader.image('lq', clip, s) for s in stems])).to(device)
             if spec.kind == 'recurrent':
                 outs = forward(lq[None])[0]
             else:
-                outs = torch.cat(
-                    [forward(lq[window_indices(len(stems), i, spec.window)][None])[0] for i in range(len(stems))]
-                )
-            kept = range(args.skip_ends, len(stems) - args.skip_ends)
-            greys = {}
-            for i in kept:
-                out_img = tensor2img(outs[i].cpu())
-                psnrs.append(calculate_psnr(out_img, gts[i], 4))
-                ssims.append(calculate_ssim(out_img, gts[i], 4))
-                greys[i] = (to_grey_uint8(gts[i]), to_grey_uint8(out_img))
-                if i - 1 in greys:
-                    tofs.append(tof_pair(greys[i - 1][0], greys[i][0], greys[i - 1][1], greys[i][1]))
+                windows = [generate_frame_indices(i, len(stems), spec.window, 'replicate') for i in range(len(stems))]
+                outs = torch.cat([forward(lq[indices][None])[0] for indices in windows])
+            for i, stem in enumerate(stems):
+                gt = tensor2img(img2tensor(dataset.reader.image('gt', clip, stem)))
+                evaluator.add(clip, i, len(stems), stem, tensor2img(outs[i].cpu()), gt)
+    evaluator.finish()
+    _, average = evaluator.summarise(args.skip_ends)
     return {
-        'psnr': float(np.mean(psnrs)),
-        'ssim': float(np.mean(ssims)),
-        'tof': float(np.mean(tofs)) if tofs else None,
-        'eval_frames': len(psnrs),
+        'psnr': average['psnr_rgb'],
+        'ssim': average['ssim'],
+        'tof': None if np.isnan(average['tof']) else average['tof'],
+        'eval_frames': average['frames'],
     }
 
 
@@ -418,14 +390,6 @@ def render_plot(rows: list[dict], path: str, title: str = '') -> None:
     fig.savefig(buffer, format='png')
     plt.close(fig)
     atomic_write_bytes(buffer.getvalue(), path)
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        height, width = (int(v) for v in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'--size must look like HxW (e.g. 64x64), got {text!r}') from None
-    return height, width
 
 
 def parse_ckpt(text: str) -> tuple[str, str]:

@@ -29,45 +29,24 @@ import math
 import os
 import os.path as osp
 import sys
-from dataclasses import dataclass, field
 
 import fmanet_plugin  # noqa: F401  (must precede basicsr: compat shim, registries)
-from fmanet_plugin.metrics.tof_metric import mean_per_clip, to_grey_uint8, tof_pair
-from fmanet_plugin.utils.inference_util import (
-    COLOR_ORDERS,
-    CentreFrameRestorer,
-    atomic_imwrite,
-    atomic_write_text,
-    build_network_from_opt,
-    format_number,
-    get_tool_logger,
-    load_weights,
-    resolve_device,
-)
+from fmanet_plugin.metrics.clip_eval import ClipEvaluator
+from fmanet_plugin.utils.atomic_io import atomic_imwrite, atomic_write_text
+from fmanet_plugin.utils.checkpoint import load_weights
+from fmanet_plugin.utils.cli import format_number
+from fmanet_plugin.utils.restorer import COLOR_ORDERS, CentreFrameRestorer
+from fmanet_plugin.utils.runtime import build_network_from_opt, get_tool_logger, resolve_device
 
 import torch
 import yaml
 from basicsr.data import build_dataloader, build_dataset
-from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr.utils import get_time_str, tensor2img
 from basicsr.utils.options import dict2str, ordered_yaml
 from tqdm import tqdm
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), osp.pardir))
 METRICS = ('psnr_rgb', 'psnr_y', 'ssim', 'tof')
-
-
-@dataclass
-class ClipRecord:
-    """Per-frame metrics of one clip (frame index -> value); ``tof[i]`` is the pair ``(i-1, i)``."""
-
-    num_frames: int
-    stems: dict[int, str] = field(default_factory=dict)
-    psnr_rgb: dict[int, float] = field(default_factory=dict)
-    psnr_y: dict[int, float] = field(default_factory=dict)
-    ssim: dict[int, float] = field(default_factory=dict)
-    tof: dict[int, float] = field(default_factory=dict)
-    greys: dict[int, tuple] = field(default_factory=dict)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -128,73 +107,24 @@ def pick_device(opt: dict, requested: str | None) -> torch.device:
     return resolve_device(requested)
 
 
-def evaluate_dataset(restorer: CentreFrameRestorer, loader, opt: dict, logger: logging.Logger) -> dict[str, ClipRecord]:
-    """Restore every frame of the dataset, score it, and compute tOF per clip once a clip is complete."""
+def evaluate_dataset(restorer: CentreFrameRestorer, loader, opt: dict, logger: logging.Logger) -> ClipEvaluator:
+    """Restore every frame of the dataset and score it (tOF per clip once the clip is complete)."""
     dataset_name = loader.dataset.opt['name']
     val = opt['val']
-    crop_border = int(val.get('crop_border', 4))
     image_dir = osp.join(opt['path']['results_root'], 'visualization', dataset_name)
-    records: dict[str, ClipRecord] = {}
+    evaluator = ClipEvaluator(crop_border=int(val.get('crop_border', 4)))
     for batch in tqdm(loader, desc=dataset_name, unit='frame', dynamic_ncols=True):
         output = restorer(batch['lq'], input_color='rgb').cpu()
         for b, clip in enumerate(batch['clip']):
-            idx, stem = int(batch['frame_idx'][b]), batch['frame'][b]
-            record = records.setdefault(clip, ClipRecord(int(batch['num_frames'][b])))
-            record.stems[idx] = stem
+            stem = batch['frame'][b]
             out_img = tensor2img(output[b], rgb2bgr=True)
             if val.get('save_img', False):
                 atomic_imwrite(out_img, osp.join(image_dir, clip, f'{stem}.png'))
-            if 'gt' not in batch:
-                continue
-            gt_img = tensor2img(batch['gt'][b], rgb2bgr=True)
-            record.psnr_rgb[idx] = calculate_psnr(out_img, gt_img, crop_border)
-            record.psnr_y[idx] = calculate_psnr(out_img, gt_img, crop_border, test_y_channel=True)
-            record.ssim[idx] = calculate_ssim(out_img, gt_img, crop_border)
-            record.greys[idx] = (to_grey_uint8(gt_img), to_grey_uint8(out_img))
-            if len(record.greys) == record.num_frames:
-                _clip_tof(record)
-    for clip, record in records.items():
-        if len(record.stems) != record.num_frames:
-            logger.warning(f'{dataset_name}/{clip}: restored {len(record.stems)} of {record.num_frames} frames')
-        if record.greys:
-            _clip_tof(record)
-    return records
-
-
-def _clip_tof(record: ClipRecord) -> None:
-    """tOF of every consecutive pair present in ``record.greys``; the grey frames are released afterwards."""
-    for i in sorted(record.greys):
-        if i - 1 in record.greys:
-            (gt_prev, out_prev), (gt_cur, out_cur) = record.greys[i - 1], record.greys[i]
-            record.tof[i] = tof_pair(gt_prev, gt_cur, out_prev, out_cur)
-    record.greys.clear()
-
-
-def summarise(records: dict[str, ClipRecord], skip: int) -> tuple[dict[str, dict], dict]:
-    """Per-clip and average metrics with ``skip`` frames left out at each clip end.
-
-    Returns:
-        tuple[dict[str, dict], dict]: Clip -> {'frames', metric -> mean}, and the same for the average
-        (means over all frames / pairs of all clips).
-    """
-    values = {name: {} for name in METRICS}
-    counts = {}
-    for clip, record in records.items():
-        kept = range(skip, record.num_frames - skip)
-        counts[clip] = sum(1 for i in kept if i in record.psnr_rgb)
-        for name in METRICS:
-            per_frame = getattr(record, name)
-            # a tOF pair (i-1, i) counts when both of its frames are kept
-            first = skip + 1 if name == 'tof' else skip
-            values[name][clip] = [per_frame[i] for i in range(first, record.num_frames - skip) if i in per_frame]
-    rows = {clip: {'frames': counts[clip]} for clip in records}
-    average = {'frames': sum(counts.values())}
-    for name in METRICS:
-        per_clip, overall = mean_per_clip(values[name])
-        for clip in records:
-            rows[clip][name] = per_clip.get(clip, float('nan'))
-        average[name] = overall
-    return rows, average
+            gt_img = tensor2img(batch['gt'][b], rgb2bgr=True) if 'gt' in batch else None
+            evaluator.add(clip, int(batch['frame_idx'][b]), int(batch['num_frames'][b]), stem, out_img, gt_img)
+    for message in evaluator.finish():
+        logger.warning(f'{dataset_name}/{message}')
+    return evaluator
 
 
 def render_markdown(title: str, protocols: dict[str, tuple[str, dict, dict]]) -> str:
@@ -224,14 +154,14 @@ def render_clip_csv(dataset: str, protocols: dict[str, tuple[str, dict, dict]]) 
     return buffer.getvalue()
 
 
-def render_frame_csv(dataset: str, records: dict[str, ClipRecord]) -> str:
+def render_frame_csv(dataset: str, evaluator: ClipEvaluator) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator='\n')
     writer.writerow(['dataset', 'clip', 'frame', 'frame_idx', 'psnr_rgb', 'psnr_y', 'ssim', 'tof_with_previous'])
-    for clip, record in records.items():
+    for clip, record in evaluator.records.items():
         for idx in sorted(record.stems):
-            metrics = (record.psnr_rgb, record.psnr_y, record.ssim, record.tof)
-            writer.writerow([dataset, clip, record.stems[idx], idx, *(_csv_value(m.get(idx)) for m in metrics)])
+            values = (_csv_value(record.scores[m].get(idx)) for m in METRICS)
+            writer.writerow([dataset, clip, record.stems[idx], idx, *values])
     return buffer.getvalue()
 
 
@@ -273,8 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         loader = build_dataloader(dataset, dataset_opt, num_gpu=0, dist=False, sampler=None)
         name = dataset_opt['name']
         logger.info(f'Testing {name}: {len(dataset)} frames')
-        records = evaluate_dataset(restorer, loader, opt, logger)
-        if not any(r.psnr_rgb for r in records.values()):
+        evaluator = evaluate_dataset(restorer, loader, opt, logger)
+        if not evaluator.has_scores:
             logger.info(f'{name}: no ground truth, outputs only')
             continue
         skip = val.get('released_skip')
@@ -282,15 +212,15 @@ def main(argv: list[str] | None = None) -> int:
         protocols = {
             'released': (
                 f'Released protocol (first/last {skip} frames of each clip skipped)',
-                *summarise(records, skip),
+                *evaluator.summarise(skip),
             ),
-            'all': ('All frames (temporal windows edge-padded at clip ends)', *summarise(records, 0)),
+            'all': ('All frames (temporal windows edge-padded at clip ends)', *evaluator.summarise(0)),
         }
         title = f'{name}: {opt["network_g"]["type"]} ({osp.basename(ckpt)})'
         markdown = render_markdown(title, protocols)
         atomic_write_text(markdown, osp.join(results_root, f'{name}_metrics.md'))
         atomic_write_text(render_clip_csv(name, protocols), osp.join(results_root, f'{name}_metrics.csv'))
-        atomic_write_text(render_frame_csv(name, records), osp.join(results_root, f'{name}_frames.csv'))
+        atomic_write_text(render_frame_csv(name, evaluator), osp.join(results_root, f'{name}_frames.csv'))
         logger.info('\n' + markdown)
     return 0
 

@@ -5,18 +5,17 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
-from fmanet_plugin.metrics.tof_metric import calculate_tof, to_grey_uint8
+from fmanet_plugin.metrics.tof_metric import mean_per_clip, to_grey_uint8, tof_per_pair
 from fmanet_plugin.mm.image_metrics import to_images
 from fmanet_plugin.mm.registry import METRICS
 
-import numpy as np
 from mmengine.evaluator import BaseMetric
 
 
 @METRICS.register_module()
 class TOF(BaseMetric):
-    """tOF (lower is better): per clip over its consecutive restored frames, then the mean over clips (as the
-    BasicSR model's validation).
+    """tOF (lower is better): per consecutive pair of restored frames of each clip, then the mean over all pairs
+    of all clips (the released protocol, as ``fmanet_plugin.metrics.clip_eval`` for the BasicSR validation).
 
     Frames are kept as 8-bit grey images (what ``calculate_tof`` computes its flows on) until every rank's
     results are gathered; items are ordered by ``clip`` and ``frame_idx`` metainfo. Clips with one frame are
@@ -40,12 +39,11 @@ class TOF(BaseMetric):
         clips = defaultdict(dict)
         for clip, frame_idx, pred, gt in results:
             clips[clip][frame_idx] = (pred, gt)  # a frame gathered twice (sampler padding) counts once
-        values = []
-        for frames in clips.values():
-            if len(frames) < 2:
-                continue
-            ordered = [frames[i] for i in sorted(frames)]
-            values.append(calculate_tof([p for p, _ in ordered], [g for _, g in ordered]))
-        if not values:
+        pairs = {}
+        for clip, frames in clips.items():
+            if len(frames) >= 2:
+                ordered = [frames[i] for i in sorted(frames)]
+                pairs[clip] = tof_per_pair([p for p, _ in ordered], [g for _, g in ordered])
+        if not pairs:
             raise ValueError('TOF: needs a clip with at least 2 validation frames')
-        return {'tOF': float(np.mean(values))}
+        return {'tOF': mean_per_clip(pairs)[1]}

@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import math
 import os.path as osp
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict
+from functools import partial
 
 from fmanet_plugin.losses.fmanet_loss import FMANetObjective, check_finite
+from fmanet_plugin.metrics.clip_eval import ClipEvaluator
+from fmanet_plugin.utils.atomic_io import atomic_imwrite
+from fmanet_plugin.utils.checkpoint import read_state_dict, sub_state_dict
 
+import numpy as np
 import torch
 from basicsr.archs import build_network
 from basicsr.metrics import calculate_metric
 from basicsr.models.sr_model import SRModel
-from basicsr.utils import get_root_logger, imwrite, tensor2img
+from basicsr.utils import get_root_logger, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 # tensors of a training batch moved to the device (see docs/CONTRIBUTING.md, "Training batch")
 BATCH_KEYS = ('lq', 'gt', 'lq_sharp', 'flow')
-# metrics computed on a clip's whole frame sequence rather than per frame
-SEQUENCE_METRICS = ('calculate_tof',)
+# the metric computed on consecutive frame pairs of a clip rather than per frame
+TOF_METRIC = 'calculate_tof'
 
 
 @MODEL_REGISTRY.register()
@@ -64,13 +70,22 @@ class FMANetModel(SRModel):
         path = self.opt['path'].get('pretrain_network_d')
         if not path or self.opt['path'].get('resume_state'):
             return
-        state = torch.load(path, map_location='cpu')
-        state = state.get('params_ema', state.get('params', state))
-        net_d_state = {k[len('net_d.') :]: v for k, v in state.items() if k.startswith('net_d.')}
+        state, _ = read_state_dict(path)
+        net_d_state = sub_state_dict(state, 'net_d.')
         if not net_d_state:
             raise ValueError(f'path.pretrain_network_d: {path} holds no net_d.* parameters (a stage-1 checkpoint)')
         self.get_bare_model(self.net_g).net_d.load_state_dict(net_d_state, strict=True)
         get_root_logger().info(f'Loaded stage-1 Net_D from {path}.')
+
+    def load_network(
+        self, net: torch.nn.Module, load_path: str, strict: bool = True, param_key: str | None = 'params'
+    ) -> None:
+        """As basicsr's (``param_key``, falling back to ``params``), through the plugin's checkpoint reader."""
+        state, key = read_state_dict(load_path, None if param_key is None else (param_key, 'params'))
+        net = self.get_bare_model(net)
+        get_root_logger().info(f'Loading {type(net).__name__} model from {load_path}, with param key: [{key}].')
+        self._print_different_keys_loading(net, state, strict)
+        net.load_state_dict(state, strict=strict)
 
     def setup_optimizers(self) -> None:
         train_opt = self.opt['train']
@@ -138,10 +153,11 @@ class FMANetModel(SRModel):
         return visuals
 
     def nondist_validation(self, dataloader, current_iter: int, tb_logger, save_img: bool) -> None:
-        """Metrics over a VSRDB test set (``VSRDBTestDataset``); images saved per clip.
+        """Metrics over a VSRDB test set (``VSRDBTestDataset``) through the shared clip evaluation loop.
 
-        Per-frame metrics (basicsr's ``calculate_metric``, e.g. PSNR/SSIM) are averaged over all frames;
-        sequence metrics (``calculate_tof``) are computed per clip and averaged over clips. Stage 1 has no
+        ``val.metrics`` entries of type ``calculate_tof`` are computed per consecutive pair of each clip, the others
+        (basicsr's ``calculate_metric``, e.g. PSNR/SSIM) per frame; each is averaged over all frames (pairs) of all
+        clips (:class:`fmanet_plugin.metrics.clip_eval.ClipEvaluator`). Images are saved per clip. Stage 1 has no
         restored frame: its metrics are skipped (Net_D is judged by its training losses).
         """
         dataset_name = dataloader.dataset.opt['name']
@@ -149,38 +165,38 @@ class FMANetModel(SRModel):
         if self.stage == 1 and metric_opts:
             get_root_logger().info('Stage 1 (Net_D) has no restored frame: validation metrics skipped.')
             metric_opts = {}
-        sequence_opts = {k: v for k, v in metric_opts.items() if v['type'] in SEQUENCE_METRICS}
-        frame_opts = {k: v for k, v in metric_opts.items() if k not in sequence_opts}
+        tof_names = [k for k, v in metric_opts.items() if v['type'] == TOF_METRIC]
+        if len(tof_names) > 1:
+            raise ValueError(f'val.metrics: at most one {TOF_METRIC} entry, got {tof_names}')
+        frame_metrics = {
+            name: partial(_frame_metric, opt=opt_) for name, opt_ in metric_opts.items() if name not in tof_names
+        }
+        evaluator = ClipEvaluator(frame_metrics, tof=tof_names[0] if tof_names else None)
         if not hasattr(self, 'metric_results'):
             self.metric_results = {}
             self._initialize_best_metric_results(dataset_name)
-        frame_scores, clip_scores = defaultdict(list), defaultdict(list)
-        clip_frames = defaultdict(lambda: ([], []))  # clip -> (results, gts) for sequence metrics
         for val_data in tqdm(dataloader, unit='frame', desc=f'val {dataset_name}', leave=False):
             self.feed_data(val_data)
             self.test()
             visuals = self.get_current_visuals()
             result = tensor2img([visuals['result']])
             clip, frame = val_data['clip'][0], val_data['frame'][0]
-            if 'gt' in visuals:
-                gt_img = tensor2img([visuals['gt']])
-                for name, opt_ in frame_opts.items():
-                    frame_scores[name].append(calculate_metric(dict(img=result, img2=gt_img), opt_))
-                if sequence_opts:
-                    clip_frames[clip][0].append(result)
-                    clip_frames[clip][1].append(gt_img)
+            gt_img = tensor2img([visuals['gt']]) if 'gt' in visuals and metric_opts else None
+            evaluator.add(clip, int(val_data['frame_idx'][0]), int(val_data['num_frames'][0]), frame, result, gt_img)
             if save_img:
                 folder = osp.join(self.opt['path']['visualization'], dataset_name, clip)
-                imwrite(result, osp.join(folder, f'{frame}_{current_iter}.png'))
+                atomic_imwrite(result, osp.join(folder, f'{frame}_{current_iter}.png'))
             del self.lq, self.output
             if hasattr(self, 'gt'):
                 del self.gt
-        for results, gts in clip_frames.values():
-            for name, opt_ in sequence_opts.items():
-                clip_scores[name].append(calculate_metric(dict(img=results, img2=gts), opt_))
-        scores = {**frame_scores, **clip_scores}
-        self.metric_results = {name: sum(scores[name]) / len(scores[name]) for name in metric_opts if scores[name]}
+        evaluator.finish()
+        _, average = evaluator.summarise(skip=0)
+        self.metric_results = {name: average[name] for name in metric_opts if not math.isnan(average[name])}
         for name, value in self.metric_results.items():
             self._update_best_metric_result(dataset_name, name, value, current_iter)
         if self.metric_results:
             self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
+
+
+def _frame_metric(output: np.ndarray, gt: np.ndarray, opt: dict) -> float:
+    return calculate_metric(dict(img=output, img2=gt), opt)
