@@ -38,10 +38,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from fmanet_plugin.utils.atomic_io import atomic_write_text
+from fmanet_plugin.utils.cli import parse_choices, size_type
 
+ROOT = Path(__file__).resolve().parents[1]
 IMPLS = ('reference', 'fast')
 # (target speed-up, target memory fraction) per case and allocator setting, from the performance issue
 TARGETS = {
@@ -50,27 +50,21 @@ TARGETS = {
     ('train', 'default'): (1.25, 1 / 2),
     ('train', 'tuned'): (1.25, 1 / 2),
 }
-# The released stage-2 loss weighting (SPEC.md, options/fmanet_stage2.yml).
-STAGE2_LOSS = {
-    'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0},
-    'recon_opt': {'type': 'ReconstructionLoss', 'loss_weight': 1.0},
-    'hr_warp_opt': {'type': 'WarpingLoss', 'loss_weight': 0.1},
-    'flow_opt': {'type': 'FlowLoss', 'loss_weight': 1e-4},
-    'anchor_d_opt': {'type': 'TemporalAnchorLoss', 'loss_weight': 0.1},
-    'lr_warp_opt': {'type': 'WarpingLoss', 'loss_weight': 0.1},
-    'anchor_r_opt': {'type': 'TemporalAnchorLoss', 'loss_weight': 0.1},
-    'net_d_weight': 0.1,
-}
+# The released stage-2 loss weighting is read from the training options (``train`` section).
+STAGE2_OPTIONS = ROOT / 'options' / 'fmanet_stage2.yml'
+parse_size = size_type(minimum=5)
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'size must look like HxW (e.g. 180x320), got {text!r}') from None
-    if h < 5 or w < 5:
-        raise argparse.ArgumentTypeError(f'size must be at least 5x5, got {text!r}')
-    return h, w
+def stage2_train_opt(path: str | Path = STAGE2_OPTIONS) -> dict:
+    """The ``train`` section (loss terms and weights) of a BasicSR option file."""
+    import yaml
+    from basicsr.utils.options import ordered_yaml
+
+    with open(path) as f:
+        opt = yaml.load(f, Loader=ordered_yaml()[0])
+    if 'train' not in opt:
+        raise ValueError(f'{path}: no train section (the loss weights)')
+    return dict(opt['train'])
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -84,7 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--repeats', type=int, default=1, help='runs per implementation (best time is kept)')
     parser.add_argument('--threads', type=int, default=os.cpu_count(), help='torch threads in the children')
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--ckpt', help='plugin checkpoint (params) to use instead of seeded random weights')
+    parser.add_argument('--ckpt', help='plugin checkpoint (params_ema, else params) instead of seeded random weights')
     parser.add_argument('--warmup', type=int, default=0, help='untimed runs before the timed one (per child)')
     parser.add_argument('--device', default='cpu', help='cpu or cuda[:i]')
     parser.add_argument('--amp', choices=('bf16', 'fp16'), help='autocast dtype of the timed runs (fp32 if unset)')
@@ -97,37 +91,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--json', help='also write the results here')
     parser.add_argument('--worker', help=argparse.SUPPRESS)  # internal: JSON spec of one child measurement
     args = parser.parse_args(argv)
-    args.cases = _choices(args.cases, ('inference', 'train'), '--cases')
-    args.allocators = _choices(args.allocators, ('default', 'tuned'), '--allocators')
-    args.accuracy_dtypes = _choices(args.accuracy_dtypes, ('bf16', 'fp16'), '--accuracy-dtypes')
+    args.cases = parse_choices(args.cases, ('inference', 'train'), '--cases')
+    args.allocators = parse_choices(args.allocators, ('default', 'tuned'), '--allocators')
+    args.accuracy_dtypes = parse_choices(args.accuracy_dtypes, ('bf16', 'fp16'), '--accuracy-dtypes')
     if args.repeats < 1 or args.batch < 1 or args.threads < 1:
         parser.error('--repeats, --batch and --threads must be positive')
     return args
-
-
-def _choices(text: str, allowed: tuple[str, ...], option: str) -> list[str]:
-    values = [v.strip() for v in text.split(',') if v.strip()]
-    bad = [v for v in values if v not in allowed]
-    if bad or not values:
-        raise SystemExit(f'{option}: expected a comma-separated subset of {allowed}, got {text!r}')
-    return values
 
 
 # ----------------------------------------------------------------------------------------------- child process
 
 
 def run_worker(spec: dict) -> None:
-    """Build one implementation, run one case (after ``warmup`` untimed runs), write timings, memory, outputs."""
+    """Build one implementation, run one case (after ``warmup`` untimed runs), write timings, memory, outputs.
+
+    ``spec`` may carry ``network`` (``FMANet`` arguments other than the released ones) and ``train_options`` (the
+    option file whose loss weights the training case uses; default ``options/fmanet_stage2.yml``).
+    """
     import fmanet_plugin  # noqa: F401  (registers the plugin; installs the basicsr compatibility shim)
     from fmanet_plugin.archs.fmanet_arch import FMANet
+    from fmanet_plugin.utils.runtime import autocast_context, rss_kb
 
     import torch
 
-    from tools.benchmark import rss_kb  # VmHWM: ru_maxrss would carry the parent's peak over vfork/exec
-
     torch.set_num_threads(spec['threads'])
     device = torch.device(spec['device'])
-    model = FMANet(impl=spec['impl'])
+    model = FMANet(impl=spec['impl'], **spec.get('network', {}))
     model.load_state_dict(torch.load(spec['weights'], map_location='cpu', weights_only=True))
     model.to(device)
     call = torch.compile(model) if spec['compile'] else model
@@ -142,7 +131,7 @@ def run_worker(spec: dict) -> None:
         batch['gt'] = torch.rand(b, 3, 3, 4 * h, 4 * w, generator=gen)
         batch['lq_sharp'] = torch.rand(b, 3, 3, h, w, generator=gen)
         batch['flow'] = torch.randn(b, 3, 2, h, w, generator=gen)
-        objective = FMANetObjective(STAGE2_LOSS, stage=2).to(device)
+        objective = FMANetObjective(stage2_train_opt(spec.get('train_options', STAGE2_OPTIONS)), stage=2).to(device)
     batch = {k: v.to(device) for k, v in batch.items()}
 
     def step() -> dict:
@@ -184,17 +173,6 @@ def run_worker(spec: dict) -> None:
     Path(spec['result']).write_text(json.dumps(result))
 
 
-def autocast_context(device, amp: str | None):
-    """``torch.autocast`` on ``device`` for ``amp`` in {'bf16', 'fp16'}; a no-op context for None."""
-    import contextlib
-
-    import torch
-
-    if amp is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype={'bf16': torch.bfloat16, 'fp16': torch.float16}[amp])
-
-
 def _to_cpu_float(tree):
     import torch
 
@@ -209,6 +187,7 @@ def accuracy_report(args: argparse.Namespace, weights: Path) -> list[dict]:
     import math
 
     from fmanet_plugin.archs.fmanet_arch import FMANet
+    from fmanet_plugin.utils.runtime import autocast_context
 
     import torch
 
@@ -299,7 +278,7 @@ def count_flops(case: str, size: tuple[int, int], batch: int, threads: int) -> d
                     'flow': torch.zeros(1, 3, 2, *small),
                 }
                 outputs = model.train()(lq, batch_['gt'])
-                sum(FMANetObjective(STAGE2_LOSS, stage=2)(outputs, batch_).values()).backward()
+                sum(FMANetObjective(stage2_train_opt(), stage=2)(outputs, batch_).values()).backward()
         flops[impl] = counter.get_total_flops() * scale
     return flops
 
@@ -349,14 +328,14 @@ def run(args: argparse.Namespace) -> dict:
 def _run(args: argparse.Namespace, work: Path) -> dict:
     import fmanet_plugin  # noqa: F401
     from fmanet_plugin.archs.fmanet_arch import FMANet
+    from fmanet_plugin.utils.checkpoint import read_state_dict
 
     import torch
     from tqdm import tqdm
 
     weights = work / 'weights.pth'
     if args.ckpt:
-        state = torch.load(args.ckpt, map_location='cpu', weights_only=True)
-        state = state.get('params', state.get('params_ema', state))
+        state, _ = read_state_dict(args.ckpt)  # params_ema, else params (fmanet_plugin.utils.checkpoint)
     else:
         torch.manual_seed(args.seed)
         state = FMANet().state_dict()
@@ -482,11 +461,7 @@ def main(argv: list[str] | None = None) -> None:
     text = format_report(report)
     print(text)
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + '.tmp')
-        tmp.write_text(json.dumps(report, indent=2))
-        os.replace(tmp, path)
+        atomic_write_text(json.dumps(report, indent=2), args.json)
 
 
 if __name__ == '__main__':
