@@ -97,6 +97,26 @@ def list_clips(opt: dict, root: str, owner: str) -> dict[str, list[str]]:
     return {clip: sorted(stems, key=_stem_sort_key) for clip, stems in sorted(clips.items())}
 
 
+def open_dataset(
+    opt: dict, required: tuple[str, ...], optional: tuple[str, ...], owner: str
+) -> tuple[VSRDBReader, dict[str, list[str]]]:
+    """Check a BasicSR dataset's ``dataroot_<stream>`` options, build its reader and list its clips (from ``lq``).
+
+    Raises:
+        ValueError: Naming the first missing required ``dataroot_<stream>`` option.
+    """
+    roots = {}
+    for stream in (*required, *optional):
+        root = opt.get(f'dataroot_{stream}')
+        if root is None and stream in required:
+            raise ValueError(f"{owner}: option 'dataroot_{stream}' is required")
+        if root is not None:
+            roots[stream] = str(root)
+    io_backend = opt.get('io_backend', {'type': 'disk'})
+    reader = VSRDBReader(roots, io_backend, opt.get('filename_ext', 'png'), owner)
+    return reader, list_clips({**opt, 'io_backend': io_backend}, roots['lq'], owner)
+
+
 def select_clips(
     clips: dict[str, list[str]],
     owner: str,

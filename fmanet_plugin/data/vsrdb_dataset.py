@@ -11,13 +11,7 @@ from __future__ import annotations
 
 import random
 
-from fmanet_plugin.data.vsrdb_clips import (
-    VSRDBReader,
-    check_num_frame,
-    list_clips,
-    read_training_window,
-    select_clips,
-)
+from fmanet_plugin.data.vsrdb_clips import check_num_frame, open_dataset, read_training_window, select_clips
 
 import numpy as np
 import torch
@@ -99,19 +93,15 @@ class VSRDBDataset(data.Dataset):
         self.gt_size = opt.get('gt_size')
         if self.gt_size is not None and self.gt_size % self.scale:
             raise ValueError(f"{name}: option 'gt_size' ({self.gt_size}) must be a multiple of 'scale' ({self.scale})")
-        roots = {}
-        for stream in ('lq', 'gt', 'lq_sharp', 'flow'):
-            root = opt.get(f'dataroot_{stream}')
-            if root is None and stream != 'flow':
-                raise ValueError(f"{name}: option 'dataroot_{stream}' is required")
-            if root is not None:
-                roots[stream] = str(root)
-        io_backend = opt.get('io_backend', {'type': 'disk'})
-        self.reader = VSRDBReader(roots, io_backend, opt.get('filename_ext', 'png'), name)
-        clips = list_clips({**opt, 'io_backend': io_backend}, roots['lq'], name)
+        self.reader, clips = open_dataset(opt, ('lq', 'gt', 'lq_sharp'), ('flow',), name)
         logger = get_root_logger()
         self.clips = select_clips(
-            clips, name, roots['lq'], exclude=opt.get('exclude_clips'), min_frames=self.num_frame, warn=logger.warning
+            clips,
+            name,
+            self.reader.roots['lq'],
+            exclude=opt.get('exclude_clips'),
+            min_frames=self.num_frame,
+            warn=logger.warning,
         )
         self.items = [clip for clip, stems in self.clips.items() for _ in stems]
         logger.info(f'{name}: {len(self.clips)} clips, {len(self.items)} frames, num_frame={self.num_frame}')

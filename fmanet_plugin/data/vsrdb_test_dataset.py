@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fmanet_plugin.data.vsrdb_clips import VSRDBReader, check_num_frame, list_clips, read_test_window, select_clips
+from fmanet_plugin.data.vsrdb_clips import check_num_frame, open_dataset, read_test_window, select_clips
 
 import torch
 from basicsr.utils import get_root_logger, img2tensor
@@ -30,15 +30,9 @@ class VSRDBTestDataset(data.Dataset):
         name = type(self).__name__
         self.num_frame = check_num_frame(opt.get('num_frame', 3), name)
         self.scale = int(opt.get('scale', 4))
-        if opt.get('dataroot_lq') is None:
-            raise ValueError(f"{name}: option 'dataroot_lq' is required")
-        roots = {'lq': str(opt['dataroot_lq'])}
-        if opt.get('dataroot_gt') is not None:
-            roots['gt'] = str(opt['dataroot_gt'])
-        io_backend = opt.get('io_backend', {'type': 'disk'})
-        self.reader = VSRDBReader(roots, io_backend, opt.get('filename_ext', 'png'), name)
-        clips = list_clips({**opt, 'io_backend': io_backend}, roots['lq'], name)
-        self.clips = select_clips(clips, name, roots['lq'], only=opt.get('clips'), exclude=opt.get('exclude_clips'))
+        self.reader, clips = open_dataset(opt, ('lq',), ('gt',), name)
+        lq_root, only, excluded = self.reader.roots['lq'], opt.get('clips'), opt.get('exclude_clips')
+        self.clips = select_clips(clips, name, lq_root, only=only, exclude=excluded)
         self.items = [(clip, idx) for clip, stems in self.clips.items() for idx in range(len(stems))]
         get_root_logger().info(f'{name}: {len(self.clips)} clips, {len(self.items)} frames')
 
