@@ -29,7 +29,6 @@ setup(
         'tqdm',
         'pyyaml',
         'addict',
-        'einops',
     ],
     extras_require={
         'mm': ['mmengine>=0.10,<0.11', 'mmcv-lite>=2.0'],

@@ -17,7 +17,7 @@ fi
 PIP=".venv/bin/pip install --disable-pip-version-check -q"
 $PIP torch==2.14.1 torchvision==0.29.1
 $PIP --no-build-isolation basicsr==1.4.2
-$PIP mmengine==0.10.7 mmcv-lite==2.2.0 lmdb opencv-python addict einops tqdm matplotlib pytest ruff
+$PIP mmengine==0.10.7 mmcv-lite==2.2.0 lmdb opencv-python addict tqdm matplotlib pytest ruff
 $PIP --no-build-isolation --no-deps -e .
 echo "$STAMP" > .venv/.fmanet-ready
 echo "[bootstrap] .venv ready"
