@@ -1,4 +1,4 @@
-"""Temporal consistency tOF as an mmengine metric (the plugin's ``calculate_tof``), computed per clip."""
+"""Temporal consistency tOF as an mmengine metric: per consecutive frame pair of each clip, pooled over all pairs."""
 
 from __future__ import annotations
 
