@@ -12,6 +12,7 @@ from pathlib import Path
 import fmanet_plugin  # noqa: F401
 from fmanet_plugin.archs.fmanet_arch import FMANet
 from fmanet_plugin.data.vsrdb_clips import iter_windows
+from fmanet_plugin.metrics.clip_eval import ClipEvaluator
 from fmanet_plugin.metrics.tof_metric import calculate_tof, mean_per_clip, tof_crop, tof_per_pair
 from fmanet_plugin.utils.checkpoint import read_state_dict
 from fmanet_plugin.utils.official_ckpt import flip_image_channels
@@ -97,6 +98,28 @@ def test_mean_per_clip_pools_frames():
     per_clip, overall = mean_per_clip({'a': [1.0, 3.0], 'b': [5.0], 'c': []})
     assert per_clip == {'a': 2.0, 'b': 5.0}
     assert overall == 3.0
+
+
+def test_clip_evaluator_skips_ends_and_pools_frames():
+    """Static clips restored with a constant offset ``d``: PSNR 20 log10(255 / d) (Y: the offset times 219/255),
+    tOF 0; frames arrive in any order, ``skip`` frames are left out at each end, the average pools frames."""
+    gt = np.random.default_rng(0).integers(10, 200, (64, 64, 3)).astype(np.uint8)
+    offsets, lengths = {'a': 1, 'b': 4}, {'a': 4, 'b': 3}
+    evaluator = ClipEvaluator(crop_border=4)
+    order = [('b', 2), ('a', 3), ('a', 0), ('b', 0), ('a', 2), ('b', 1), ('a', 1)]
+    for clip, idx in order:
+        evaluator.add(clip, idx, lengths[clip], f'{idx:08d}', gt + np.uint8(offsets[clip]), gt)
+    assert evaluator.finish() == []
+    rows, average = evaluator.summarise(skip=1)
+    psnr = {c: 20 * math.log10(255 / d) for c, d in offsets.items()}
+    psnr_y = {c: 20 * math.log10(255 / (d * 219 / 255)) for c, d in offsets.items()}
+    assert rows['a']['frames'] == 2 and rows['b']['frames'] == 1 and average['frames'] == 3
+    for clip in offsets:
+        assert rows[clip]['psnr_rgb'] == pytest.approx(psnr[clip], abs=1e-9)
+        assert rows[clip]['psnr_y'] == pytest.approx(psnr_y[clip], abs=1e-4)  # float32 Y conversion
+    assert average['psnr_rgb'] == pytest.approx((2 * psnr['a'] + psnr['b']) / 3, abs=1e-9)
+    assert rows['a']['tof'] == 0 and math.isnan(rows['b']['tof'])  # b keeps one frame: no pair
+    assert evaluator.summarise(skip=0)[0]['b']['frames'] == 3
 
 
 # ------------------------------------------------------------------------------------- windows, tiling
