@@ -118,7 +118,7 @@ def test_clip_evaluator_skips_ends_and_pools_frames():
         assert rows[clip]['psnr_rgb'] == pytest.approx(psnr[clip], abs=1e-9)
         assert rows[clip]['psnr_y'] == pytest.approx(psnr_y[clip], abs=1e-4)  # float32 Y conversion
     assert average['psnr_rgb'] == pytest.approx((2 * psnr['a'] + psnr['b']) / 3, abs=1e-9)
-    assert rows['a']['tof'] == 0 and math.isnan(rows['b']['tof'])  # b keeps one frame: no pair
+    assert rows['a']['tof'] == pytest.approx(0, abs=1e-6) and math.isnan(rows['b']['tof'])  # b keeps one frame: no pair
     assert evaluator.summarise(skip=0)[0]['b']['frames'] == 3
 
 
