@@ -14,6 +14,7 @@ import os
 import random
 from pathlib import Path
 
+from fmanet_plugin.data.resumable_sampler import SampleKey, seeded_draws, split_key
 from fmanet_plugin.utils.lmdb_io import read_lmdb_meta_info
 
 import numpy as np
@@ -206,11 +207,17 @@ class VSRDBReader:
             flow = np.frombuffer(content, dtype=np.float32)
             if flow.size != np.prod(expected):
                 raise ValueError(f'{self.owner}: {where} holds {flow.size} float32 values, expected {expected}')
-            return flow.reshape(expected).copy()
-        flow = np.load(io.BytesIO(content), allow_pickle=False)
-        if flow.shape != expected:
-            raise ValueError(f'{self.owner}: {where} has shape {flow.shape}, expected {expected} (LR frame size, 2)')
-        return flow.astype(np.float32, copy=False)
+            flow = flow.reshape(expected).copy()
+        else:
+            flow = np.load(io.BytesIO(content), allow_pickle=False)
+            if flow.shape != expected:
+                raise ValueError(
+                    f'{self.owner}: {where} has shape {flow.shape}, expected {expected} (LR frame size, 2)'
+                )
+            flow = flow.astype(np.float32, copy=False)
+        if not np.isfinite(flow).all():
+            raise ValueError(f'{self.owner}: {where} holds {np.size(flow) - np.isfinite(flow).sum()} NaN/inf values')
+        return flow
 
 
 def check_scale(lr: np.ndarray, hr: np.ndarray, scale: int, hr_where: str, owner: str) -> None:
@@ -274,7 +281,13 @@ class VSRDBDataset(data.Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int | SampleKey) -> dict:
+        # A ResumableSampler key carries the seed of this sample's crop/window/flip draws (exact resume).
+        index, seed = split_key(key)
+        with seeded_draws(seed):
+            return self._random_window(index)
+
+    def _random_window(self, index: int) -> dict:
         clip = self.items[index]
         stems = self.clips[clip]
         radius = self.num_frame // 2
