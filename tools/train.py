@@ -33,9 +33,8 @@ def mmengine_argv(argv: list[str]) -> list[str] | None:
     return None
 
 
-def main() -> None:
-    exit_with_launcher()
-    mm_argv = mmengine_argv(sys.argv[1:])
+def train(argv: list[str]) -> None:
+    mm_argv = mmengine_argv(argv)
     if mm_argv is not None:
         from fmanet_plugin.mm.train import main as train_with_mmengine
 
@@ -44,9 +43,14 @@ def main() -> None:
     patch_basicsr_training()
     from fmanet_plugin.train.pipeline import train_pipeline
 
+    train_pipeline(os.getcwd())
+
+
+def main() -> None:
+    exit_with_launcher()
     try:
-        train_pipeline(os.getcwd())
-    except TrainingError as error:
+        train(sys.argv[1:])
+    except TrainingError as error:  # expected failures: one line (--debug shows the traceback)
         if '--debug' in sys.argv:
             raise
         sys.exit(f'error: {error}')

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import copyreg
 
+from fmanet_plugin.mm.strict_loading import check_fits
+
 import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer, print_log
@@ -60,6 +62,7 @@ def load_network_weights(network: nn.Module, path: str, prefix: str = '') -> Non
             start = root + prefix
             weights = {k[len(start) :]: v for k, v in state.items() if k.startswith(start)}
             if weights:
+                check_fits(network, weights, f'{path} ({field}, {prefix or "FMANet"} weights)')
                 network.load_state_dict(weights, strict=True)
                 print_log(f'Loaded {prefix.rstrip(".") or "FMANet"} weights from {path} ({field}).', logger='current')
                 return
