@@ -71,7 +71,15 @@ def init_dist(launcher: str, backend: str | None = None, **kwargs) -> None:
         raise ValueError(f"launcher must be 'none', 'pytorch' or 'slurm', got {launcher!r}")
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count())
-    dist.init_process_group(backend=backend)
+    attempt = os.environ.get('TORCHELASTIC_RESTART_COUNT')
+    if attempt is None:
+        dist.init_process_group(backend=backend)
+        return
+    # torchrun keeps its store across worker-group restarts: without a per-attempt prefix the restarted ranks
+    # read the previous attempt's (dead) peer addresses and the gloo/NCCL connection fails.
+    store, rank, world_size = next(dist.rendezvous('env://'))
+    store = dist.PrefixStore(f'fmanet_attempt_{attempt}/', store)
+    dist.init_process_group(backend=backend, store=store, rank=rank, world_size=world_size)
 
 
 install_functional_tensor_shim()

@@ -230,3 +230,122 @@ def test_exploding_update_stops_before_any_checkpoint(workdir):
     assert 'Traceback' not in proc.stderr
     root = experiment(workdir, 'exploding')
     assert not list((root / 'models').iterdir()) and not list((root / 'training_states').iterdir())
+
+
+# ---------------------------------------------------------------- in-process checks of the building blocks
+
+
+def test_sample_draws_depend_only_on_the_sampler_key(workdir):
+    from fmanet_plugin.data.resumable_sampler import ResumableSampler, SampleKey
+    from fmanet_plugin.data.vsrdb_dataset import VSRDBDataset
+
+    demo = workdir / 'datasets/demo'
+    dataset = VSRDBDataset(
+        dict(
+            dataroot_lq=str(demo / 'train_blur_bicubic/X4'),
+            dataroot_gt=str(demo / 'train_sharp'),
+            dataroot_lq_sharp=str(demo / 'train_sharp_bicubic/X4'),
+            dataroot_flow=str(demo / 'train_flow'),
+            meta_info_file=str(demo / 'meta_info_train.txt'),
+            gt_size=32,
+            use_hflip=True,
+            use_vflip=True,
+            use_rot=True,
+        )
+    )
+    import random
+
+    random.seed(1)
+    first = dataset[SampleKey(3, 12345)]
+    state = random.getstate()
+    random.seed(2)
+    again = dataset[SampleKey(3, 12345)]
+    assert random.getstate() != state  # the global state was left alone (it is the seed-2 state)
+    for key in ('lq', 'gt', 'lq_sharp', 'flow'):
+        assert torch.equal(first[key], again[key]), key
+    others = [dataset[SampleKey(3, seed)] for seed in range(8)]
+    assert any(not torch.equal(first['gt'], other['gt']) for other in others)  # the seed drives the crop/flip
+
+    # two ranks, resumed mid-epoch: the keys continue exactly, and together cover the enlarged epoch once
+    ranks = [ResumableSampler(dataset, 2, r, ratio=3, seed=7) for r in range(2)]
+    full = []
+    for sampler in ranks:
+        sampler.set_epoch(4)
+        keys = list(sampler)
+        sampler.set_start(5)
+        assert list(sampler) == keys[5:] and len(sampler) == len(keys) - 5
+        sampler.set_epoch(4)
+        assert len(sampler) == len(keys)
+        full += keys
+    assert len({k.seed for k in full}) == len(full) == 3 * len(dataset)
+    assert sorted(k.index for k in full) == sorted(list(range(len(dataset))) * 3)
+
+
+def test_atomic_save_never_leaves_a_partial_file(tmp_path):
+    from fmanet_plugin.train.checkpoints import atomic_torch_save
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError('disk full')
+
+    target = tmp_path / '8.state'
+    atomic_torch_save({'iter': 4}, target)
+    with pytest.raises(RuntimeError, match='disk full'):
+        atomic_torch_save({'iter': 8, 'bad': Unpicklable()}, target)
+    assert torch.load(target) == {'iter': 4} and [p.name for p in tmp_path.iterdir()] == ['8.state']
+
+
+def fake_experiment(root: Path, iterations: list[int]) -> dict:
+    from fmanet_plugin.train.checkpoints import atomic_torch_save
+
+    opt = {'network_g': {}, 'path': {'models': str(root / 'models'), 'training_states': str(root / 'states')}}
+    for folder in opt['path'].values():
+        Path(folder).mkdir(parents=True)
+    for k in iterations:
+        atomic_torch_save({'params': {'w': torch.full((2,), float(k))}}, root / 'models' / f'net_g_{k}.pth')
+        atomic_torch_save({'iter': k, 'epoch': 0}, root / 'states' / f'{k}.state')
+    return opt
+
+
+def test_resume_skips_damaged_states_and_pruning_keeps_the_newest(tmp_path):
+    from fmanet_plugin.train.checkpoints import find_resume_state, prune_checkpoints
+
+    opt = fake_experiment(tmp_path, [2, 4, 6])
+    newest = tmp_path / 'states' / '6.state'
+    newest.write_bytes(newest.read_bytes()[:40])
+    (tmp_path / 'states' / '4.state').write_bytes(b'')  # empty: killed right after creating it
+    state, iteration, warnings = find_resume_state(opt)
+    assert (iteration, state['iter']) == (2, 2) and len(warnings) == 2
+    assert warnings[0].startswith(f'resume: checkpoint of iteration 6 is damaged: {newest} cannot be loaded (')
+    assert warnings[0].endswith('; falling back to iteration 4') and '\n' not in warnings[0]
+
+    opt = fake_experiment(tmp_path / 'prune', [2, 4, 6, 8])
+    prune_checkpoints(opt, 1, newest=8)
+    assert sorted(p.name for p in (tmp_path / 'prune' / 'states').iterdir()) == ['8.state']
+    assert sorted(p.name for p in (tmp_path / 'prune' / 'models').iterdir()) == ['net_g_8.pth']
+
+
+def test_nan_loss_and_nan_flow_are_named(workdir, tmp_path):
+    from fmanet_plugin.data.vsrdb_dataset import VSRDBReader
+    from fmanet_plugin.train.update_guard import DivergenceError, UpdateGuard
+
+    import numpy as np
+
+    guard = UpdateGuard({'net_d': [torch.nn.Parameter(torch.ones(3))]}, 1.0)
+    losses = {'l_recon': torch.tensor(0.5), 'l_flow': torch.tensor(float('nan'))}
+    with pytest.raises(DivergenceError) as error:
+        guard.check_losses(losses, 7, ['000/00000002', '001/00000003'])
+    assert str(error.value) == (
+        'iteration 7: loss term l_flow is nan (batch 000/00000002, 001/00000003); '
+        'stopped before the update, nothing of this iteration is saved'
+    )
+
+    flow_dir = tmp_path / 'flow' / '000'
+    flow_dir.mkdir(parents=True)
+    flow = np.zeros((4, 4, 2), np.float32)
+    flow[1, 2, 0] = np.inf
+    np.save(flow_dir / '00000001_00000002.npy', flow)
+    reader = VSRDBReader({'flow': str(tmp_path / 'flow')}, {'type': 'disk'}, 'png', 'VSRDBDataset')
+    with pytest.raises(ValueError) as error:
+        reader.flow('000', '00000001', '00000002', (4, 4))
+    assert str(error.value) == f"VSRDBDataset: file '{flow_dir / '00000001_00000002.npy'}' holds 1 NaN/inf values"

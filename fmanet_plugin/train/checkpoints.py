@@ -54,6 +54,12 @@ def network_files(models_dir: str | os.PathLike, iteration: int) -> list[Path]:
     return sorted(p for p in folder.glob(f'*_{iteration}.pth') if pattern.fullmatch(p.name)) if folder.is_dir() else []
 
 
+def reason(error: BaseException) -> str:
+    """``'Type: first line of the message'`` of an exception."""
+    lines = str(error).strip().splitlines()
+    return f'{type(error).__name__}: {lines[0]}' if lines else type(error).__name__
+
+
 def check_checkpoint(opt: dict, iteration: int) -> tuple[dict | None, str]:
     """Load and check the checkpoint of ``iteration``.
 
@@ -64,7 +70,7 @@ def check_checkpoint(opt: dict, iteration: int) -> tuple[dict | None, str]:
     try:
         state = torch.load(state_path, map_location='cpu')
     except Exception as error:  # a truncated or foreign file: any loader error means unusable
-        return None, f'{state_path} cannot be loaded ({type(error).__name__}: {str(error).splitlines()[0]})'
+        return None, f'{state_path} cannot be loaded ({reason(error)})'
     if not isinstance(state, dict) or state.get('iter') != iteration:
         found = state.get('iter') if isinstance(state, dict) else type(state).__name__
         return None, f'{state_path} is not the training state of iteration {iteration} (found {found})'
@@ -76,7 +82,7 @@ def check_checkpoint(opt: dict, iteration: int) -> tuple[dict | None, str]:
         try:
             weights = torch.load(path, map_location='cpu')
         except Exception as error:
-            return None, f'{path} cannot be loaded ({type(error).__name__}: {str(error).splitlines()[0]})'
+            return None, f'{path} cannot be loaded ({reason(error)})'
         if not isinstance(weights, dict) or 'params' not in weights:
             return None, f"{path} holds no 'params'"
     return state, ''
