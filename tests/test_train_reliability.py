@@ -5,6 +5,7 @@ OpenMMLab path's kill/resume and strict checkpoint loading."""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -349,3 +350,53 @@ def test_nan_loss_and_nan_flow_are_named(workdir, tmp_path):
     with pytest.raises(ValueError) as error:
         reader.flow('000', '00000001', '00000002', (4, 4))
     assert str(error.value) == f"VSRDBDataset: file '{flow_dir / '00000001_00000002.npy'}' holds 1 NaN/inf values"
+
+
+# ---------------------------------------------------------------- the OpenMMLab path
+
+
+def mm_command(workdir: Path, work_dir: str, name: str, max_iters: int, *args: str) -> list[str]:
+    from test_mm import tiny_options
+
+    config = ROOT / 'options/mm/demo_stage1.py'
+    cmd = [sys.executable, str(ROOT / 'tools/train.py'), str(config), '--work-dir', str(workdir / work_dir), *args]
+    return cmd + tiny_options(workdir / 'datasets/demo', name, 1, max_iters)
+
+
+def test_mm_kill_at_an_arbitrary_moment_then_resume_is_exact(workdir):
+    run(workdir, mm_command(workdir, 'mm_unbroken', 'mm_unbroken', 6))
+    proc = start(workdir, mm_command(workdir, 'mm_killed', 'mm_killed', 6))
+    wait_for(lambda: (workdir / 'mm_killed' / 'iter_2.pth').is_file(), proc)
+    time.sleep(random.uniform(0, 0.5))  # anywhere after the first checkpoint, also inside a later save
+    proc.kill()
+    assert proc.wait() == -signal.SIGKILL and not (workdir / 'mm_killed' / 'iter_6.pth').exists()
+    run(workdir, mm_command(workdir, 'mm_killed', 'mm_resumed', 6, '--resume'))
+    expected = torch.load(workdir / 'mm_unbroken' / 'iter_6.pth')['state_dict']
+    resumed = torch.load(workdir / 'mm_killed' / 'iter_6.pth')['state_dict']
+    assert max_difference(resumed, expected) == 0.0
+
+
+def test_mm_refuses_a_checkpoint_of_another_size(workdir, tmp_path):
+    from fmanet_plugin.archs.fmanet_arch import FMANet
+    from fmanet_plugin.mm.restorer import FMANetRestorer
+    from fmanet_plugin.mm.strict_loading import CheckpointMismatchError
+
+    other = FMANet(stage=1, **{**TINY_NET, 'dim': 12})
+    path = tmp_path / 'dim12.pth'
+    torch.save({'state_dict': {f'generator.{k}': v for k, v in other.state_dict().items()}, 'meta': {}}, path)
+    for option, kind in ((f'load_from={path}', 'load_from'), ('--resume', 'resume')):
+        args = ['--resume', str(path)] if kind == 'resume' else []
+        cmd = mm_command(workdir, f'mm_{kind}', f'mm_{kind}', 2, *args)
+        if kind == 'load_from':
+            cmd.append(option)
+        proc = run(workdir, cmd, expect_ok=False)
+        assert proc.returncode == 1 and 'Traceback' not in proc.stderr
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith(f'error: {kind}: {path} does not fit the configured network: ')
+        assert 'tensor(s) differ in size (generator.net_d.' in last and '(12,' in last and '(6,' in last
+
+    model = FMANetRestorer(
+        generator=dict(type='fmanet_plugin.FMANet', stage=1, **TINY_NET), generator_checkpoint=str(path)
+    )
+    with pytest.raises(CheckpointMismatchError, match=r'^[^\n]* does not fit the configured network: \d+ tensor'):
+        model.init_weights()
