@@ -55,9 +55,9 @@ def network_files(models_dir: str | os.PathLike, iteration: int) -> list[Path]:
 
 
 def reason(error: BaseException) -> str:
-    """``'Type: first line of the message'`` of an exception."""
+    """``'Type: first sentence of the message'`` of an exception (torch's loader errors run on for lines)."""
     lines = str(error).strip().splitlines()
-    return f'{type(error).__name__}: {lines[0]}' if lines else type(error).__name__
+    return f'{type(error).__name__}: {lines[0].split(". ")[0].rstrip(".")}' if lines else type(error).__name__
 
 
 def check_checkpoint(opt: dict, iteration: int) -> tuple[dict | None, str]:
