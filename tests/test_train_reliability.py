@@ -31,12 +31,15 @@ def workdir(tmp_path_factory) -> Path:
     return root
 
 
-def write_opt(workdir: Path, name: str, *, train: dict | None = None, logger: dict | None = None) -> Path:
+def write_opt(
+    workdir: Path, name: str, *, train: dict | None = None, logger: dict | None = None, workers: int = 0
+) -> Path:
     """A tiny stage-2 run: crops, flips and transposes on, validation every checkpoint."""
     opt = yaml.safe_load((ROOT / 'options/demo_stage2.yml').read_text())
     opt['name'] = name
     opt['network_g'].update(TINY_NET)
     opt['datasets']['train'].update(gt_size=32, batch_size_per_gpu=2, dataset_enlarge_ratio=1)
+    opt['datasets']['train']['num_worker_per_gpu'] = workers
     opt['train'].update({'total_iter': TOTAL, **(train or {})})
     opt['train']['scheduler']['milestones'] = [6]
     opt['logger'].update({'print_freq': 1, 'save_checkpoint_freq': FREQ, 'keep_checkpoints': 2, **(logger or {})})
@@ -115,7 +118,8 @@ def unbroken_ddp(workdir) -> dict[str, torch.Tensor]:
 
 
 def test_kill_after_a_checkpoint_then_auto_resume_is_bit_exact(workdir, unbroken):
-    opt_path = write_opt(workdir, 'killed')
+    # two data-loader worker processes here, none in the unbroken run: every sample's draws are its own
+    opt_path = write_opt(workdir, 'killed', workers=2)
     states = experiment(workdir, 'killed') / 'training_states'
     proc = start(workdir, command(opt_path))
     wait_for(lambda: (states / f'{FREQ}.state').is_file(), proc)

@@ -129,16 +129,21 @@ def remove_temporary_files(opt: dict) -> None:
                 tmp.unlink(missing_ok=True)
 
 
+def check_keep(keep) -> int | None:
+    """``logger.keep_checkpoints``: a positive integer or ``None`` (keep all)."""
+    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
+        raise TrainingError(f'logger.keep_checkpoints: expected a positive integer or null, got {keep!r}')
+    return keep
+
+
 def prune_checkpoints(opt: dict, keep: int | None, newest: int) -> None:
     """Keep the ``keep`` newest checkpoints (``newest`` = the one just written completely); ``None``: keep all.
 
     Only checkpoints older than ``newest`` are deleted, state first, so a kill while pruning never leaves a
     state without its networks.
     """
-    if keep is None:
+    if check_keep(keep) is None:
         return
-    if not isinstance(keep, int) or keep < 1:
-        raise TrainingError(f'logger.keep_checkpoints: expected a positive integer or null, got {keep!r}')
     older = [k for k in state_iterations(opt['path']['training_states']) if k < newest]
     for iteration in older[keep - 1 :]:
         Path(opt['path']['training_states'], f'{iteration}.state').unlink(missing_ok=True)

@@ -45,7 +45,7 @@ from basicsr.utils import (
 from basicsr.utils.options import copy_opt_file, dict2str, parse_options
 
 from . import TrainingError
-from .checkpoints import find_resume_state, prune_checkpoints, remove_temporary_files
+from .checkpoints import check_keep, find_resume_state, prune_checkpoints, remove_temporary_files
 from .elastic import restart_count
 from .rng_state import gather_rng, restore_rank_rng, rng_untouched
 
@@ -172,6 +172,7 @@ def train_pipeline(root_path: str) -> None:
     if restarts:
         opt['auto_resume'] = True
     configure_determinism(opt)
+    check_keep(opt['logger'].get('keep_checkpoints'))
 
     resume_state, warnings = select_resume_state(opt)
     if resume_state is None:
