@@ -8,8 +8,9 @@ Known breakages handled (see README, "Compatibility"):
 
 * ``basicsr/data/degradations.py`` imports ``torchvision.transforms.functional_tensor`` (removed in
   torchvision 0.17): we register a stand-in module exposing ``rgb_to_grayscale``.
-* CUDA-only assumptions on CPU (``init_dist``, ``model_to_device``, resume state loading, validation
-  metric tensors) are handled by ``init_dist`` below and by overrides in the plugin's model classes.
+* CUDA-only assumptions on CPU (``init_dist``, ``model_to_device``, validation metric tensors) are handled
+  by ``init_dist`` below and by overrides in the plugin's model classes; resume state loading by
+  ``fmanet_plugin.train.checkpoints`` (states load on CPU; optimizers move them to their parameters).
 """
 
 from __future__ import annotations
@@ -70,43 +71,27 @@ def init_dist(launcher: str, backend: str | None = None, **kwargs) -> None:
         raise ValueError(f"launcher must be 'none', 'pytorch' or 'slurm', got {launcher!r}")
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count())
-    dist.init_process_group(backend=backend)
+    attempt = os.environ.get('TORCHELASTIC_RESTART_COUNT')
+    if attempt is None:
+        dist.init_process_group(backend=backend)
+        return
+    # torchrun keeps its store across worker-group restarts: without a per-attempt prefix the restarted ranks
+    # read the previous attempt's (dead) peer addresses and the gloo/NCCL connection fails.
+    store, rank, world_size = next(dist.rendezvous('env://'))
+    store = dist.PrefixStore(f'fmanet_attempt_{attempt}/', store)
+    dist.init_process_group(backend=backend, store=store, rank=rank, world_size=world_size)
 
 
 install_functional_tensor_shim()
 
 
-def load_resume_state(opt: dict) -> dict | None:
-    """basicsr's ``load_resume_state`` without its CUDA-only storage mapping (states load on CPU; the
-    optimizers move them to their parameters' device when they are restored)."""
-    import os.path as osp
-
-    import torch
-    from basicsr.utils import check_resume, scandir
-
-    path = opt['path'].get('resume_state')
-    if opt['auto_resume']:
-        state_dir = osp.join('experiments', opt['name'], 'training_states')
-        if osp.isdir(state_dir):
-            iters = [int(name.split('.state')[0]) for name in scandir(state_dir, suffix='state', recursive=False)]
-            if iters:
-                path = osp.join(state_dir, f'{max(iters)}.state')
-                opt['path']['resume_state'] = path
-    if not path:
-        return None
-    state = torch.load(path, map_location='cpu')
-    check_resume(opt, state['iter'])
-    return state
-
-
 def patch_basicsr_training() -> None:
-    """Swap basicsr's CUDA-only ``init_dist`` and ``load_resume_state`` for the versions above.
+    """Swap basicsr's CUDA-only ``init_dist`` (used by its ``parse_options``) for the version above.
 
-    Called explicitly by ``tools/train.py`` before ``basicsr.train.train_pipeline``; importing the
-    plugin does not do it. The DDP device handling lives in the plugin's model classes.
+    Called explicitly by ``tools/train.py`` before the training pipeline; importing the plugin does not do
+    it. Resume (CPU-loadable, validated states) lives in ``fmanet_plugin.train``; the DDP device handling in
+    the plugin's model classes.
     """
-    import basicsr.train
     import basicsr.utils.options
 
     basicsr.utils.options.init_dist = init_dist
-    basicsr.train.load_resume_state = load_resume_state

@@ -2,12 +2,14 @@
 
 Usage:
     python tools/train.py -opt options/fmanet_stage2.yml [--launcher none|pytorch|slurm] [--auto_resume] [--debug]
-    torchrun --nproc_per_node=4 tools/train.py -opt options/fmanet_stage2.yml --launcher pytorch
+    torchrun --nproc_per_node=4 [--max-restarts=3] tools/train.py -opt options/fmanet_stage2.yml --launcher pytorch
     python tools/train.py options/mm/demo_stage1.py [--amp] [--resume [CKPT]] [--cfg-options k=v] [--launcher ...]
     (mmengine configs: see README "The OpenMMLab way" and ``fmanet_plugin/mm/train.py``)
 
 Experiments, logs and tensorboard files go to ``experiments/`` and ``tb_logger/`` under the current
-directory. Runs on CPU (``num_gpu: 0``, gloo when distributed), one GPU or many (NCCL).
+directory. Runs on CPU (``num_gpu: 0``, gloo when distributed), one GPU or many (NCCL). ``.yml`` runs resume
+exactly, survive kills during checkpoint writes and restart under ``torchrun --max-restarts``
+(``fmanet_plugin.train.pipeline``; README, "When things go wrong").
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import sys
 
 import fmanet_plugin  # noqa: F401  (registers the plugin; basicsr import shim)
 from fmanet_plugin.compat import patch_basicsr_training
+from fmanet_plugin.train import TrainingError
+from fmanet_plugin.train.elastic import exit_with_launcher
 
 
 def mmengine_argv(argv: list[str]) -> list[str] | None:
@@ -29,17 +33,27 @@ def mmengine_argv(argv: list[str]) -> list[str] | None:
     return None
 
 
-def main() -> None:
-    mm_argv = mmengine_argv(sys.argv[1:])
+def train(argv: list[str]) -> None:
+    mm_argv = mmengine_argv(argv)
     if mm_argv is not None:
         from fmanet_plugin.mm.train import main as train_with_mmengine
 
         train_with_mmengine(mm_argv)
         return
     patch_basicsr_training()
-    from basicsr.train import train_pipeline
+    from fmanet_plugin.train.pipeline import train_pipeline
 
     train_pipeline(os.getcwd())
+
+
+def main() -> None:
+    exit_with_launcher()
+    try:
+        train(sys.argv[1:])
+    except TrainingError as error:  # expected failures: one line (--debug shows the traceback)
+        if '--debug' in sys.argv:
+            raise
+        sys.exit(f'error: {error}')
 
 
 if __name__ == '__main__':

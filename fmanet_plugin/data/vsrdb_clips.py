@@ -227,11 +227,17 @@ class VSRDBReader:
             flow = np.frombuffer(content, dtype=np.float32)
             if flow.size != np.prod(expected):
                 raise ValueError(f'{self.owner}: {where} holds {flow.size} float32 values, expected {expected}')
-            return flow.reshape(expected).copy()
-        flow = np.load(io.BytesIO(content), allow_pickle=False)
-        if flow.shape != expected:
-            raise ValueError(f'{self.owner}: {where} has shape {flow.shape}, expected {expected} (LR frame size, 2)')
-        return flow.astype(np.float32, copy=False)
+            flow = flow.reshape(expected).copy()
+        else:
+            flow = np.load(io.BytesIO(content), allow_pickle=False)
+            if flow.shape != expected:
+                raise ValueError(
+                    f'{self.owner}: {where} has shape {flow.shape}, expected {expected} (LR frame size, 2)'
+                )
+            flow = flow.astype(np.float32, copy=False)
+        if not np.isfinite(flow).all():
+            raise ValueError(f'{self.owner}: {where} holds {np.size(flow) - np.isfinite(flow).sum()} NaN/inf values')
+        return flow
 
 
 def check_scale(lr: np.ndarray, hr: np.ndarray, scale: int, hr_where: str, owner: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 
+from fmanet_plugin.data.resumable_sampler import SampleKey, seeded_draws, split_key
 from fmanet_plugin.data.vsrdb_clips import check_num_frame, open_dataset, read_training_window, select_clips
 
 import numpy as np
@@ -109,7 +110,13 @@ class VSRDBDataset(data.Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int | SampleKey) -> dict:
+        # A ResumableSampler key carries the seed of this sample's crop/window/flip draws (exact resume).
+        index, seed = split_key(key)
+        with seeded_draws(seed):
+            return self._random_window(index)
+
+    def _random_window(self, index: int) -> dict:
         clip = self.items[index]
         name = type(self).__name__
         window = read_training_window(self.reader, clip, self.clips[clip], self.num_frame, self.scale, name)

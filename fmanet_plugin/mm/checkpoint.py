@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copyreg
 
+from fmanet_plugin.mm.strict_loading import check_fits
 from fmanet_plugin.utils.checkpoint import read_checkpoint, select_state_dict, sub_state_dict
 
 import numpy as np
@@ -63,6 +64,7 @@ def load_network_weights(network: nn.Module, path: str, prefix: str = '') -> Non
         state, field = select_state_dict(checkpoint, path)
         weights = sub_state_dict(state, prefix)
     if weights:
+        check_fits(network, weights, f'{path} ({field}, {prefix or "FMANet"} weights)')
         network.load_state_dict(weights, strict=True)
         print_log(f'Loaded {prefix.rstrip(".") or "FMANet"} weights from {path} ({field}).', logger='current')
         return

@@ -16,6 +16,7 @@ import os
 import os.path as osp
 
 from fmanet_plugin.compat import init_dist
+from fmanet_plugin.mm.strict_loading import check_runner_checkpoint
 
 import torch
 from mmengine.config import Config, DictAction
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> Runner:
     if args.launcher != 'none' and not torch.cuda.is_available():
         init_dist(args.launcher, backend='gloo')  # before the Runner, which then skips its CUDA-only init
     runner = Runner.from_cfg(cfg)
+    check_runner_checkpoint(runner)  # mmengine would load a checkpoint of another size non-strictly
     runner.train()
     return runner
 

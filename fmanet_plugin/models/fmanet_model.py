@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
+import os
 import os.path as osp
 from collections import OrderedDict
 from functools import partial
 
-from fmanet_plugin.losses.fmanet_loss import FMANetObjective, check_finite
+from fmanet_plugin.losses.fmanet_loss import FMANetObjective
 from fmanet_plugin.metrics.clip_eval import ClipEvaluator
-from fmanet_plugin.utils.atomic_io import atomic_imwrite
+from fmanet_plugin.train.update_guard import DEFAULT_MAX_UPDATE_RATIO, UpdateGuard
+from fmanet_plugin.utils.atomic_io import atomic_imwrite, atomic_torch_save
 from fmanet_plugin.utils.checkpoint import read_state_dict, sub_state_dict
 
 import numpy as np
@@ -18,6 +20,7 @@ from basicsr.archs import build_network
 from basicsr.metrics import calculate_metric
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, tensor2img
+from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
@@ -42,6 +45,11 @@ class FMANetModel(SRModel):
       only); ``train.scheduler`` is instantiated once per optimizer and each steps once per iteration.
     * ``train.{pixel,recon,hr_warp,lr_warp,flow,anchor_d,anchor_r}_opt`` and ``train.net_d_weight``:
       loss terms (see :class:`fmanet_plugin.losses.fmanet_loss.FMANetObjective`).
+    * ``train.max_update_ratio``: largest relative weight update of one step (default 1.0, ``null``: off);
+      see :mod:`fmanet_plugin.train.update_guard`.
+
+    Checkpoints are written atomically (temporary name, fsync, rename) and the training state can carry
+    the extra entries of an exact resume (see :mod:`fmanet_plugin.train.pipeline`).
     """
 
     def init_training_settings(self) -> None:
@@ -91,6 +99,7 @@ class FMANetModel(SRModel):
         train_opt = self.opt['train']
         net = self.get_bare_model(self.net_g)
         parts = [('optim_d', net.net_d)] + ([('optim_r', net.net_r)] if net.net_r is not None else [])
+        groups = {}
         for key, module in parts:
             if key not in train_opt:
                 raise ValueError(f'train.{key} is required for stage {self.stage} (one optimizer per network)')
@@ -98,6 +107,8 @@ class FMANetModel(SRModel):
             optim_type = optim_opt.pop('type')
             params = [p for p in module.parameters() if p.requires_grad]
             self.optimizers.append(self.get_optimizer(optim_type, params, **optim_opt))
+            groups[key.replace('optim_', 'net_')] = params
+        self.update_guard = UpdateGuard(groups, train_opt.get('max_update_ratio', DEFAULT_MAX_UPDATE_RATIO))
 
     def get_optimizer(self, optim_type: str, params, lr: float, **kwargs) -> torch.optim.Optimizer:
         optimizer_class = getattr(torch.optim, optim_type, None)
@@ -118,6 +129,7 @@ class FMANetModel(SRModel):
     def feed_data(self, data: dict) -> None:
         self.batch = {k: data[k].to(self.device) for k in BATCH_KEYS if k in data}
         self.lq = self.batch['lq']
+        self.batch_keys = data.get('key')
         if 'gt' in self.batch:
             self.gt = self.batch['gt']
 
@@ -126,15 +138,54 @@ class FMANetModel(SRModel):
             optimizer.zero_grad(set_to_none=True)
         outputs = self.net_g(self.lq, self.gt)
         losses = self.objective(outputs, self.batch)
-        check_finite(losses, current_iter)
         l_total = sum(losses.values())
         l_total.backward()
+        # after backward: a non-finite loss on one rank reaches every rank's reduced gradients, so all stop
+        guard, keys = self.update_guard, self.batch_keys
+        guard.check_losses(losses, current_iter, keys)
+        guard.check_gradients(losses, current_iter, keys)
+        guard.before_step()
         for optimizer in self.optimizers:
             optimizer.step()
+        guard.check_update(losses, current_iter, keys)
         losses['l_total'] = l_total
         self.log_dict = self.reduce_loss_dict(losses)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
+
+    def save(self, epoch: int, current_iter: int, extra_state: dict | None = None) -> None:
+        """Save ``net_g`` (and ``net_g_ema``) weights, then the training state with ``extra_state`` merged in."""
+        if hasattr(self, 'net_g_ema'):
+            self.save_network([self.net_g, self.net_g_ema], 'net_g', current_iter, param_key=['params', 'params_ema'])
+        else:
+            self.save_network(self.net_g, 'net_g', current_iter)
+        self.save_training_state(epoch, current_iter, extra_state)
+
+    @master_only
+    def save_network(self, net, net_label: str, current_iter: int, param_key='params') -> None:
+        """As basicsr's, written atomically; a failed write raises instead of being ignored."""
+        nets = net if isinstance(net, list) else [net]
+        keys = param_key if isinstance(param_key, list) else [param_key]
+        checkpoint = {}
+        for net_, key in zip(nets, keys, strict=True):
+            state = self.get_bare_model(net_).state_dict()
+            checkpoint[key] = {k.removeprefix('module.'): v.detach().cpu() for k, v in state.items()}
+        label = 'latest' if current_iter == -1 else current_iter
+        atomic_torch_save(checkpoint, os.path.join(self.opt['path']['models'], f'{net_label}_{label}.pth'))
+
+    @master_only
+    def save_training_state(self, epoch: int, current_iter: int, extra_state: dict | None = None) -> None:
+        """basicsr's training state (epoch, iter, optimizers, schedulers) plus ``extra_state``, atomically."""
+        if current_iter == -1:
+            return
+        state = {
+            'epoch': epoch,
+            'iter': current_iter,
+            'optimizers': [o.state_dict() for o in self.optimizers],
+            'schedulers': [s.state_dict() for s in self.schedulers],
+            **(extra_state or {}),
+        }
+        atomic_torch_save(state, os.path.join(self.opt['path']['training_states'], f'{current_iter}.state'))
 
     def test(self) -> None:
         net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
