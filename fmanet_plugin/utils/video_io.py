@@ -198,7 +198,11 @@ class AudioRemuxer:
         self.out_stream = output.add_stream_from_template(self.in_stream)
         self.output, self.start, self.end = output, start, end
         self.time_base = self.in_stream.time_base
-        self.origin = self.in_stream.start_time or 0
+        # times are measured from the start of the video stream, as the reader's; audio priming packets
+        # before it (negative times) are kept when copying from the beginning
+        video = self.input.streams.video[0] if self.input.streams.video else None
+        video_start = float(video.start_time * video.time_base) if video is not None and video.start_time else 0.0
+        self.origin = int(round(video_start / self.time_base))
         self.shift = self.origin + int(round(start / self.time_base))
         if start > 0:
             self.input.seek(self.shift, stream=self.in_stream, backward=True)
@@ -217,7 +221,7 @@ class AudioRemuxer:
             if packet.pts is None or packet.size == 0:
                 continue  # flush packets of the demuxer
             source_time = float((packet.pts - self.origin) * self.time_base)
-            if source_time < self.start - 1e-6:
+            if self.start > 0 and source_time < self.start - 1e-6:
                 continue
             if self.end is not None and source_time >= self.end:
                 self.done = True
@@ -293,7 +297,7 @@ class VideoWriter:
                 f'{self.path}: {self.codec} with 4:2:0 chroma needs even frame sizes, got {width}x{height}'
             )
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
-        stream.time_base = Fraction(1, 1) / self.fps
+        stream.time_base = self.time_base = 1 / self.fps
         if self.crf is not None and self.codec in ('libx264', 'libx265'):
             stream.options = {'crf': str(self.crf)}
         ctx = stream.codec_context
@@ -333,7 +337,8 @@ class VideoWriter:
             interpolation=SWS_FLAGS,
         )
         video_frame.pts = self.count
-        video_frame.time_base = self.stream.time_base
+        # the encoder's time base: the muxer replaces the stream's (e.g. 1/10240 in MP4) once the header is out
+        video_frame.time_base = self.time_base
         self._mux(self.stream.encode(video_frame))
         self.count += 1
 
