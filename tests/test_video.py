@@ -302,3 +302,17 @@ def test_resume_after_kill(tmp_path):
     assert len(flows) == 3 * 4 and all(np.load(f).shape == (32, 48, 2) for f in flows)
     assert not [p for p in out.rglob('*') if p.name.startswith('.tmp') or '.tmp' in p.name]
     assert (out / 'meta_info_train.txt').read_text().splitlines() == [f'00{c} 3 (128,192,3)' for c in range(2)]
+
+
+def test_flow_interpolation_midpoint(tmp_path):
+    # a texture moving 6 px per frame: the interpolated middle frame is the texture moved by 3 px
+    from fmanet_plugin.data.vsrdb_synthesis import FlowInterpolator, srgb_to_linear
+    from fmanet_plugin.utils.raft_flow import load_raft
+
+    texture = smooth_texture(6, size=(160, 200)).astype(np.float32) / 255
+    frames = [srgb_to_linear(texture[16:144, x : x + 128]) for x in (20, 23, 26)]
+    interpolator = FlowInterpolator(load_raft(ROOT / 'tests/data/raft-small.pth'), factor=2)
+    (middle,) = interpolator.between(frames[0], frames[2], linear=True)
+    interior = (slice(16, -16), slice(16, -16))
+    error = np.abs(middle - frames[1])[interior].mean()
+    assert error < 0.2 * np.abs((frames[0] + frames[2]) / 2 - frames[1])[interior].mean()  # far better than a blend
