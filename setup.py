@@ -29,6 +29,8 @@ setup(
         'tqdm',
         'pyyaml',
         'addict',
+        'av>=14,<19',  # video decoding/encoding (FFmpeg in the wheels)
+        'scenedetect>=0.7,<0.8',  # scene cuts in tools/prepare_vsrdb.py (0.7 timecode API)
     ],
     extras_require={
         'mm': ['mmengine>=0.10,<0.11', 'mmcv-lite>=2.0'],

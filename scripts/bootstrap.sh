@@ -18,6 +18,8 @@ PIP=".venv/bin/pip install --disable-pip-version-check -q"
 $PIP torch==2.14.1 torchvision==0.29.1
 $PIP --no-build-isolation basicsr==1.4.2
 $PIP mmengine==0.10.7 mmcv-lite==2.2.0 lmdb opencv-python addict tqdm matplotlib pytest ruff
+# video I/O (FFmpeg ships inside the av wheels) and scene-cut detection for tools/prepare_vsrdb.py
+$PIP av==18.1.0 scenedetect==0.7.2
 $PIP --no-build-isolation --no-deps -e .
 echo "$STAMP" > .venv/.fmanet-ready
 echo "[bootstrap] .venv ready"

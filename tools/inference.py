@@ -3,12 +3,17 @@
 Examples:
     python tools/inference.py -i datasets/REDS/val_blur_bicubic/X4/000 -o results/000 --ckpt FMANet_REDS.pth
     python tools/inference.py -i blurry.mp4 -o restored.mp4 --ckpt FMANet_REDS.pth --tile 256 --fp16
+    python tools/inference.py -i long.mov -o part.mkv --ckpt my.pth --start 12.5 --end 20 --codec libx265
     python tools/inference.py -i clip/ -o out/ --ckpt my.pth -opt options/test_fmanet_folder.yml --device cpu
 
 Every input frame gets an output frame: the temporal window is edge-padded (the first/last frame repeated) at
-the ends. The output is a video when ``-o`` ends with a video extension (.mp4, .m4v, .mov: mp4v; .avi, .mkv:
-MJPG), else a folder of PNGs named after the input frames (``%08d`` for video input). The model configuration
-comes from the ``network_g`` section of ``-opt`` (with its ``model_color`` and ``scale``), else FMANet defaults.
+the ends. The output is a video when ``-o`` ends with a video extension (.mp4, .m4v, .mov, .mkv, .avi), encoded
+through PyAV (FFmpeg) with H.264 (``--codec`` picks another encoder) at the input's frame rate, with the input
+video's audio copied through unchanged (``--no-audio`` drops it); else a folder of PNGs named after the input
+frames (``%08d`` for video input). Decoding and encoding stream frame by frame: memory does not grow with the
+length of the video. ``--start``/``--end`` (seconds) restore part of a video (its audio is cut to match).
+The model configuration comes from the ``network_g`` section of ``-opt`` (with its ``model_color`` and
+``scale``), else FMANet defaults.
 ``--tile`` splits frames into overlapping LR tiles (a 1280x720 LR input needs tiling on a 16 GB GPU, e.g.
 ``--tile 256 --tile-overlap 32``); see ``fmanet_plugin.utils.tiling.tiled_forward``.
 Checkpoints: plugin ``{'params'|'params_ema': ...}`` or a released checkpoint converted with
@@ -20,18 +25,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import fmanet_plugin  # noqa: F401  (must precede basicsr: compat shim, registries)
 from fmanet_plugin.data.vsrdb_clips import iter_windows
-from fmanet_plugin.utils.atomic_io import atomic_imwrite, publish_temp_file
+from fmanet_plugin.utils.atomic_io import atomic_imwrite
 from fmanet_plugin.utils.checkpoint import load_weights
 from fmanet_plugin.utils.frame_io import FrameSource
 from fmanet_plugin.utils.restorer import COLOR_ORDERS, CentreFrameRestorer
 from fmanet_plugin.utils.runtime import build_network_from_opt, get_tool_logger, resolve_device
+from fmanet_plugin.utils.video_io import VIDEO_EXTENSIONS, VideoWriter, is_video_path
 
-import cv2
 import numpy as np
 import torch
 import yaml
@@ -39,51 +43,49 @@ from basicsr.utils import tensor2img
 from basicsr.utils.options import ordered_yaml
 from tqdm import tqdm
 
-VIDEO_CODECS = {'.mp4': 'mp4v', '.m4v': 'mp4v', '.mov': 'mp4v', '.avi': 'MJPG', '.mkv': 'MJPG'}
-
 
 class FrameSink:
     """Writes frames to a folder of PNGs (atomically, one by one) or to a video file (renamed into place at close).
 
     Args:
-        path (str): Output folder, or a file with a video extension (see ``VIDEO_CODECS``).
-        fps (float): Frame rate of a video output.
+        path (str): Output folder, or a file with a video extension (see ``VIDEO_EXTENSIONS``).
+        fps (Fraction | float): Frame rate of a video output.
+        source (FrameSource | None): The input; a video input's audio (same time range) and colour
+            description are carried over to a video output. Default: None.
+        codec (str | None): FFmpeg encoder of a video output (default H.264). Default: None.
+        crf (int | None): Quality of libx264/libx265 output. Default: 18.
     """
 
-    def __init__(self, path: str, fps: float) -> None:
+    def __init__(self, path: str, fps, source=None, codec: str | None = None, crf: int | None = 18) -> None:
         self.path = Path(path)
-        self.fps = fps
-        self.is_video = self.path.suffix.lower() in VIDEO_CODECS
         self.writer = None
-        self.tmp = None
-        if not self.is_video:
+        if is_video_path(self.path):
+            video = source.video if source is not None else None
+            self.writer = VideoWriter(
+                self.path,
+                fps,
+                codec=codec,
+                crf=crf,
+                audio_from=video.path if video is not None else None,
+                audio_start=video.start if video is not None else 0.0,
+                audio_end=video.end if video is not None else None,
+                color=video.info if video is not None else None,
+            )
+        else:
             if self.path.suffix:
-                raise ValueError(f'output {path}: not a video extension ({", ".join(VIDEO_CODECS)}) nor a folder')
+                raise ValueError(f'output {path}: not a video extension ({", ".join(VIDEO_EXTENSIONS)}) nor a folder')
             self.path.mkdir(parents=True, exist_ok=True)
 
     def write(self, name: str, frame: np.ndarray) -> None:
-        if not self.is_video:
-            atomic_imwrite(frame, str(self.path / f'{name}.png'))
-            return
         if self.writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix='.tmp_', suffix=self.path.suffix)
-            os.close(fd)
-            fourcc = cv2.VideoWriter_fourcc(*VIDEO_CODECS[self.path.suffix.lower()])
-            self.writer = cv2.VideoWriter(self.tmp, fourcc, self.fps, (frame.shape[1], frame.shape[0]))
-            if not self.writer.isOpened():
-                raise ValueError(f'OpenCV cannot write {self.path.suffix} video ({VIDEO_CODECS[self.path.suffix]})')
-        self.writer.write(frame)
+            atomic_imwrite(frame, str(self.path / f'{name}.png'))
+        else:
+            self.writer.write(frame)
 
     def close(self, success: bool) -> None:
         """Finish the video: rename it into place if ``success``, else delete the partial file."""
         if self.writer is not None:
-            self.writer.release()
-        if self.tmp is not None:
-            if success:
-                publish_temp_file(self.tmp, self.path)
-            elif os.path.exists(self.tmp):
-                os.remove(self.tmp)
+            self.writer.close(success)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -101,6 +103,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     amp.add_argument('--bf16', action='store_const', const='bf16', dest='amp', help='bfloat16 autocast (GPU)')
     parser.add_argument('--device', default='auto', help="'auto' (default), 'cpu', 'cuda', 'cuda:1'")
     parser.add_argument('--fps', type=float, help='frame rate of a video output (default: input fps or 25)')
+    parser.add_argument('--start', type=float, help='video input: first time to restore, in seconds')
+    parser.add_argument('--end', type=float, help='video input: time to stop at (exclusive), in seconds')
+    parser.add_argument('--codec', help='FFmpeg encoder of a video output (default libx264, H.264)')
+    parser.add_argument('--crf', type=int, default=18, help='libx264/libx265 quality, lower is better (default 18)')
+    parser.add_argument('--no-audio', action='store_true', help="do not copy the input video's audio")
     return parser.parse_args(argv)
 
 
@@ -126,7 +133,7 @@ def frame_to_tensor(frames: list[np.ndarray]) -> torch.Tensor:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logger = get_tool_logger()
-    source = FrameSource(args.input)
+    source = FrameSource(args.input, args.start, args.end)
     opt = load_model_options(args.opt)
     device = resolve_device(args.device)
     model = build_network_from_opt(opt['network_g'])
@@ -141,7 +148,13 @@ def main(argv: list[str] | None = None) -> int:
         amp=args.amp,
     )
     logger.info(f'{args.ckpt} [{key}] -> {opt["network_g"]["type"]} on {device}; {source.path} -> {args.output}')
-    sink = FrameSink(args.output, args.fps or source.fps or 25.0)
+    sink = FrameSink(
+        args.output,
+        args.fps or source.fps or 25.0,
+        source=None if args.no_audio else source,
+        codec=args.codec,
+        crf=args.crf,
+    )
     success = False
     written = 0
     try:

@@ -12,6 +12,8 @@ import os
 import re
 from pathlib import Path
 
+from fmanet_plugin.utils import atomic_io
+
 import torch
 
 from . import TrainingError
@@ -99,14 +101,9 @@ def find_resume_state(opt: dict) -> tuple[dict | None, int | None, list[str]]:
 
 
 def remove_temporary_files(opt: dict) -> None:
-    """Delete the hidden temporary files (``.<name>.*``, see ``utils/atomic_io.py``) that killed writes left in
-    the checkpoint folders."""
+    """Delete the temporary files that killed checkpoint writes left (see ``utils/atomic_io.py``)."""
     for key in ('models', 'training_states'):
-        folder = Path(opt['path'][key])
-        if folder.is_dir():
-            for tmp in folder.glob('.*'):
-                if tmp.is_file():
-                    tmp.unlink(missing_ok=True)
+        atomic_io.remove_temporary_files(opt['path'][key])
 
 
 def check_keep(keep) -> int | None:

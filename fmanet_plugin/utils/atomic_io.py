@@ -69,6 +69,20 @@ def atomic_path(path: str | Path) -> Iterator[str]:
             os.remove(tmp)
 
 
+def remove_temporary_files(folder: str | Path) -> list[Path]:
+    """Delete the hidden temporary files (``.<name>.<random><ext>``) that killed :func:`atomic_path` writes left
+    in ``folder`` (not recursive); a missing folder is fine.
+
+    Returns:
+        list[Path]: The files removed.
+    """
+    folder = Path(folder)
+    stale = [p for p in folder.glob('.*') if p.is_file()] if folder.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = 'wb', **kwargs: Any) -> Iterator[IO]:
     """``open(path, mode)`` through :func:`atomic_path` (``mode`` 'w' or 'wb'; ``kwargs`` go to ``open``)."""

@@ -6,7 +6,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
+from fmanet_plugin.utils.video_io import VideoReader
+
 import numpy as np
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
@@ -19,20 +20,28 @@ def _natural_key(path: Path) -> list:
 class FrameSource:
     """Frames of a folder of images or of a video file, read lazily as uint8 BGR (h, w, 3) arrays.
 
+    Videos are decoded by :class:`fmanet_plugin.utils.video_io.VideoReader` (PyAV: upright, streaming).
+
     Args:
         path (str): Folder or video file.
+        start (float | None): Video only: first time to read, in seconds. Default: None.
+        end (float | None): Video only: time to stop at (exclusive), in seconds. Default: None.
 
     Raises:
         FileNotFoundError: If ``path`` does not exist.
-        ValueError: If it holds no readable frame (empty folder, unopenable video).
+        ValueError: If it holds no readable frame (empty folder, unopenable video), or a time range is given
+            for a folder.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, start: float | None = None, end: float | None = None) -> None:
         self.path = Path(path)
         if not self.path.exists():
             raise FileNotFoundError(f'input not found: {path}')
         self.fps = None
+        self.video = None
         if self.path.is_dir():
+            if start is not None or end is not None:
+                raise ValueError(f'--start/--end apply to video input; {path} is a folder of frames')
             self.files = sorted(
                 (p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS), key=_natural_key
             )
@@ -41,12 +50,9 @@ class FrameSource:
             self.names = [p.stem for p in self.files]
             self.count = len(self.files)
         else:
-            capture = cv2.VideoCapture(str(self.path))
-            if not capture.isOpened():
-                raise ValueError(f'cannot open {path} as a video (OpenCV VideoCapture) and it is not a folder')
-            self.fps = capture.get(cv2.CAP_PROP_FPS) or None
-            self.count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-            capture.release()
+            self.video = VideoReader(self.path, start, end)
+            self.fps = self.video.fps
+            self.count = self.video.expected_count()
             self.files = None
 
     def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
@@ -70,16 +76,5 @@ class FrameSource:
                     raise ValueError(f'cannot decode image {file}')
                 yield file.stem, img
             return
-        capture = cv2.VideoCapture(str(self.path))
-        index = 0
-        try:
-            while True:
-                ok, frame = capture.read()
-                if not ok:
-                    break
-                yield f'{index:08d}', frame
-                index += 1
-        finally:
-            capture.release()
-        if index == 0:
-            raise ValueError(f'no frame could be decoded from video {self.path}')
+        for index, _, frame in self.video:
+            yield f'{index:08d}', frame

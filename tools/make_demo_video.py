@@ -1,0 +1,103 @@
+"""Make a short sharp high-frame-rate "footage" clip from real photographs, to try tools/prepare_vsrdb.py.
+
+Two shots joined by a hard cut: a virtual camera glides (with a slight zoom) over matplotlib's bundled
+photograph of Grace Hopper, then over scikit-image's "coffee" photograph. Frames are rendered with
+``cv2.warpAffine`` at ``--fps`` (120 by default: fast enough for REDS-style blur by averaging 5 frames),
+encoded as H.264 with a 440 Hz AAC tone as the sound track (PyAV). Without real footage at hand this stands in
+for a phone video; with real footage, skip this step.
+
+Example::
+
+    python tools/make_demo_video.py --out datasets/footage/demo_120fps.mp4
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import av
+import cv2
+import matplotlib.cbook
+import numpy as np
+from skimage import data as skdata
+
+
+def photographs() -> list[np.ndarray]:
+    """The two source photographs as uint8 BGR."""
+    with matplotlib.cbook.get_sample_data('grace_hopper.jpg') as f:
+        hopper = cv2.imdecode(np.frombuffer(f.read(), np.uint8), cv2.IMREAD_COLOR)
+    coffee = cv2.cvtColor(skdata.coffee(), cv2.COLOR_RGB2BGR)
+    return [hopper, coffee]
+
+
+def render_shot(photo: np.ndarray, num: int, size: tuple[int, int], speed: float, seed: int) -> list[np.ndarray]:
+    """``num`` frames (h, w) = ``size`` of a camera moving at about ``speed`` source pixels per frame."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    zoom0 = 0.85 * min(photo.shape[0] / h, photo.shape[1] / w) / 1.3  # view smaller than the photo
+    angle = rng.uniform(0, 2 * np.pi)
+    velocity = speed * np.array([np.cos(angle), np.sin(angle)])
+    travel = velocity * num
+    centre0 = np.array([photo.shape[1], photo.shape[0]]) / 2 - travel / 2
+    frames = []
+    for k in range(num):
+        t = k / max(num - 1, 1)
+        zoom = zoom0 * (1 + 0.08 * np.sin(np.pi * t))
+        wobble = 3 * np.array([np.sin(2 * np.pi * t), np.cos(3 * np.pi * t)])
+        centre = centre0 + velocity * k + wobble
+        offset = centre - zoom * np.array([(w - 1) / 2, (h - 1) / 2])
+        matrix = np.array([[zoom, 0, offset[0]], [0, zoom, offset[1]]])
+        flags = cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP
+        frames.append(cv2.warpAffine(photo, matrix, (w, h), flags=flags, borderMode=cv2.BORDER_REFLECT101))
+    return frames
+
+
+def write_video(path: Path, shots: list[list[np.ndarray]], fps: int) -> None:
+    """H.264 (CRF 12) video of the frames plus an AAC tone of the same length; written then renamed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.tmp_{path.name}')
+    frames = [frame for shot in shots for frame in shot]
+    with av.open(str(tmp), 'w') as container:
+        video = container.add_stream('libx264', rate=fps)
+        video.width, video.height, video.pix_fmt = frames[0].shape[1], frames[0].shape[0], 'yuv420p'
+        video.options = {'crf': '12'}
+        audio = container.add_stream('aac', rate=48000)
+        audio.layout = 'mono'
+        for i, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format='bgr24').reformat(format='yuv420p')
+            frame.pts = i
+            container.mux(video.encode(frame))
+        total = round(len(frames) / fps * 48000)
+        tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(total) / 48000)).astype(np.float32)
+        for start in range(0, total, 1024):
+            chunk = av.AudioFrame.from_ndarray(tone[None, start : start + 1024], format='flt', layout='mono')
+            chunk.sample_rate, chunk.pts = 48000, start
+            container.mux(audio.encode(chunk))
+        container.mux(audio.encode(None))
+        container.mux(video.encode(None))
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--out', default='datasets/footage/demo_120fps.mp4', help='output .mp4')
+    parser.add_argument('--fps', type=int, default=120, help='frame rate')
+    parser.add_argument('--seconds', type=float, default=2.0, help='length of each of the two shots')
+    parser.add_argument('--height', type=int, default=192, help='frame height')
+    parser.add_argument('--width', type=int, default=320, help='frame width')
+    parser.add_argument('--speed', type=float, default=2.5, help='camera speed in photo pixels per frame')
+    args = parser.parse_args(argv)
+    num = round(args.seconds * args.fps)
+    shots = [
+        render_shot(photo, num, (args.height, args.width), args.speed, seed) for seed, photo in enumerate(photographs())
+    ]
+    write_video(Path(args.out), shots, args.fps)
+    print(f'wrote {args.out}: 2 shots x {num} frames, {args.width}x{args.height} at {args.fps} fps, with audio')
+    return Path(args.out)
+
+
+if __name__ == '__main__':
+    main()
+    sys.exit(0)
