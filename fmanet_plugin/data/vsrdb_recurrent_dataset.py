@@ -4,8 +4,9 @@ basicsr 1.4.2's ``REDSRecurrentDataset`` draws ``num_frame`` consecutive frames 
 redrawing starts after ``100 - num_frame * interval`` (every clip is taken to have 100 frames) and removes a
 hard-coded validation partition. This adapter keeps basicsr's ``__getitem__`` and changes only its inputs, as
 ``VSRDBSlidingDataset`` does: clips and lengths from ``meta_info_file`` (the split is the split between the meta
-files), and a start that would leave the clip is redrawn uniformly among the starts that fit at the largest
-interval of ``interval_list`` before basicsr sees it (basicsr's own rule for 100-frame clips and interval 1).
+files or ``exclude_clips``), and a start that would leave the clip is redrawn uniformly among the starts that fit
+at the largest interval of ``interval_list`` before basicsr sees it (basicsr's own rule for 100-frame clips and
+interval 1).
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ class VSRDBRecurrentDataset(REDSRecurrentDataset):
     Options as basicsr's ``REDSRecurrentDataset`` (``dataroot_lq`` blurry LR, ``dataroot_gt`` sharp HR,
     ``meta_info_file``, ``io_backend``, ``num_frame`` (any positive int), ``gt_size``, ``interval_list``,
     ``random_reverse``, ``use_hflip``, ``use_rot``), except: ``val_partition`` and ``test_mode`` are not used
-    (every clip of ``meta_info_file`` is used), and clips may have any length from ``num_frame *
-    max(interval_list)`` to 100 frames. Frames are ``<root>/<clip>/%08d.png`` (or LMDB keys ``clip/%08d``).
+    (every clip of ``meta_info_file`` not in the optional ``exclude_clips`` list is used), and clips may have any
+    length from ``num_frame * max(interval_list)`` to 100 frames.
+    Frames are ``<root>/<clip>/%08d.png`` (or LMDB keys ``clip/%08d``).
 
     Returns basicsr's sample: ``lq`` (t, c, h, w), ``gt`` (t, c, s*h, s*w), ``key`` (``'clip/frame'`` of the
     first frame of the sequence before a random reverse), RGB float32 in [0, 1].

@@ -6,8 +6,10 @@ one). On shorter clips it reads frames that do not exist. This adapter keeps bas
 cropping, augmentation) and changes only what it is given:
 
 * the clips and their lengths come from ``meta_info_file`` (lines ``<clip> <num_frames> (h,w,c)``), and every
-  clip listed there is used: the train/validation split is the split between the meta files
-  (``meta_info_train.txt`` / ``meta_info_val.txt`` of ``tools/make_demo_data.py``), not a partition of names;
+  clip listed there is used except those in ``exclude_clips``: the train/validation split is the split between
+  the meta files (``meta_info_train.txt`` / ``meta_info_val.txt`` of ``tools/make_demo_data.py``) or an explicit
+  ``exclude_clips`` list (REDS4 in ``options/baselines/``, as in ``options/fmanet_stage2.yml``), not a partition
+  hard-coded by name;
 * a sample whose window (at the largest interval of ``interval_list``) would leave its clip gets a centre drawn
   uniformly among the centres whose window fits, before basicsr sees it. With ``interval_list: [1]`` (the
   configurations of the papers) this is basicsr's own rule for 100-frame clips.
@@ -43,7 +45,9 @@ def read_clip_lengths(opt: dict, owner: str, min_frames: int) -> dict[str, int]:
         raise ValueError(f"{owner}: option 'meta_info_file' is required (lines '<clip> <num_frames> (h,w,c)')")
     if opt.get('filename_tmpl', '08d') != '08d' or opt.get('filename_ext', 'png') != 'png':
         raise ValueError(f"{owner}: basicsr's REDS datasets read frames named '%08d.png' only")
-    lengths = {clip: len(stems) for clip, stems in read_meta_info_file(opt['meta_info_file']).items()}
+    excluded = {str(c) for c in opt.get('exclude_clips') or []}
+    clips = read_meta_info_file(opt['meta_info_file']).items()
+    lengths = {clip: len(stems) for clip, stems in clips if clip not in excluded}
     for clip, length in lengths.items():
         if not min_frames <= length <= REDS_MAX_FRAMES:
             raise ValueError(
@@ -69,8 +73,8 @@ def init_reds_attributes(dataset, opt: dict, lengths: dict[str, int]) -> None:
             f"{owner}: option 'dataroot_flow' is not supported (basicsr reads quantised PNG flows "
             "'<frame>_p1.png'; the plugin's flows are .npy files for VSRDBDataset)"
         )
-    for key in ('dataroot_gt', 'dataroot_lq'):
-        if opt.get(key) is None:
+    for key in ('dataroot_gt', 'dataroot_lq', 'gt_size', 'use_hflip', 'use_rot', 'scale'):
+        if opt.get(key) is None:  # basicsr's __getitem__ indexes these
             raise ValueError(f"{owner}: option '{key}' is required")
     dataset.opt = opt
     dataset.gt_root, dataset.lq_root = Path(opt['dataroot_gt']), Path(opt['dataroot_lq'])
@@ -102,9 +106,10 @@ class VSRDBSlidingDataset(REDSDataset):
 
     Options as basicsr's ``REDSDataset`` (``dataroot_lq`` blurry LR, ``dataroot_gt`` sharp HR,
     ``meta_info_file``, ``io_backend``, ``num_frame``, ``gt_size``, ``interval_list``, ``random_reverse``,
-    ``use_hflip``, ``use_rot``), except: ``val_partition`` is not used (every clip of ``meta_info_file`` is a
-    training clip), clips may have any length from ``(num_frame - 1) * max(interval_list) + 1`` to 100 frames,
-    and ``dataroot_flow`` is not supported. Frames are ``<root>/<clip>/%08d.png`` (or LMDB keys ``clip/%08d``).
+    ``use_hflip``, ``use_rot``), except: ``val_partition`` is not used (every clip of ``meta_info_file`` not in
+    the optional ``exclude_clips`` list is a training clip), clips may have any length from
+    ``(num_frame - 1) * max(interval_list) + 1`` to 100 frames, and ``dataroot_flow`` is not supported.
+    Frames are ``<root>/<clip>/%08d.png`` (or LMDB keys ``clip/%08d``).
 
     Returns basicsr's sample: ``lq`` (t, c, h, w), ``gt`` (c, s*h, s*w), ``key`` (``'clip/frame'`` of the centre
     frame used), RGB float32 in [0, 1].
