@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fmanet_plugin  # noqa: F401
 from fmanet_plugin.archs.fmanet_arch import FMANet
-from fmanet_plugin.archs.small_frame_vsr_arch import SmallFrameBasicVSR
+from fmanet_plugin.archs.small_frame_vsr_arch import SmallFrameBasicVSR, SmallFrameIconVSR
 from fmanet_plugin.utils.clip_restoration import chunk_bounds, model_kind, restore_clip, window_length
 
 import pytest
@@ -69,6 +69,9 @@ def test_chunk_bounds_hand_computed():
     assert chunk_bounds(7, 3, 2) == [(0, 5, 0, 3), (1, 7, 3, 6), (4, 7, 6, 7)]
     assert chunk_bounds(4, 4, 0) == [(0, 4, 0, 4)]
     assert chunk_bounds(5, 2, 9) == [(0, 5, 0, 2), (0, 5, 2, 4), (0, 5, 4, 5)]
+    # Pieces widened to 5 frames (IconVSR's minimum): forwards first, backwards at the clip end.
+    assert chunk_bounds(7, 2, 0, min_piece=5) == [(0, 5, 0, 2), (2, 7, 2, 4), (2, 7, 4, 6), (2, 7, 6, 7)]
+    assert chunk_bounds(3, 1, 0, min_piece=5) == [(0, 3, 0, 1), (0, 3, 1, 2), (0, 3, 2, 3)]
     with pytest.raises(ValueError, match='chunk'):
         chunk_bounds(5, 0, 1)
 
@@ -95,6 +98,15 @@ def test_chunked_basicvsr_exact_with_whole_clip_overlap():
     assert whole.shape == (5, 3, 48, 48)
     assert torch.equal(restore_clip(net, lq, chunk=2, overlap=4), whole)  # overlap >= t - 1: every piece is whole
     assert not torch.equal(restore_clip(net, lq, chunk=2, overlap=0), whole)  # its state spans the whole clip
+
+
+def test_chunked_iconvsr_pieces_reach_its_minimum_length():
+    torch.manual_seed(0)
+    net = SmallFrameIconVSR(num_feat=8, num_block=1).eval()
+    lq = torch.rand(6, 3, 8, 8)
+    whole = restore_clip(net, lq)
+    assert torch.equal(restore_clip(net, lq, chunk=2, overlap=5), whole)
+    assert restore_clip(net, lq, chunk=2, overlap=0).shape == whole.shape  # 2-frame pieces widened to 5
 
 
 def test_model_kind_and_window():
