@@ -11,6 +11,8 @@ Known breakages handled (see README, "Compatibility"):
 * CUDA-only assumptions on CPU (``init_dist``, ``model_to_device``, validation metric tensors) are handled
   by ``init_dist`` below and by overrides in the plugin's model classes; resume state loading by
   ``fmanet_plugin.train.checkpoints`` (states load on CPU; optimizers move them to their parameters).
+  ``VideoModelDeviceMixin`` does the same for basicsr's own video models (``VSRDBEDVRModel``,
+  ``VSRDBVideoRecurrentModel``), including ``VideoRecurrentModel``'s in-place squeeze of the fed batch.
 """
 
 from __future__ import annotations
@@ -80,6 +82,49 @@ def init_dist(launcher: str, backend: str | None = None, **kwargs) -> None:
     store, rank, world_size = next(dist.rendezvous('env://'))
     store = dist.PrefixStore(f'fmanet_attempt_{attempt}/', store)
     dist.init_process_group(backend=backend, store=store, rank=rank, world_size=world_size)
+
+
+class VideoModelDeviceMixin:
+    """Runs basicsr's ``VideoBaseModel`` / ``VideoRecurrentModel`` subclasses on any device (mix in first).
+
+    basicsr 1.4.2 creates the validation metric tensors with ``device='cuda'``, wraps DDP with
+    ``device_ids=[torch.cuda.current_device()]`` and, in ``VideoRecurrentModel.dist_validation``, squeezes the
+    batch in place after ``feed_data``: on CPU ``.to(device)`` returns the same tensor, so ``self.lq`` loses its
+    batch axis. Here the metric tensors live on ``self.device``, DDP gets ``device_ids=None`` off CUDA and
+    ``feed_data`` always copies. Everything else is basicsr's.
+    """
+
+    def model_to_device(self, net):
+        import torch
+        from torch.nn.parallel import DataParallel, DistributedDataParallel
+
+        net = net.to(self.device)
+        if self.opt['dist']:
+            device_ids = [torch.cuda.current_device()] if self.device.type == 'cuda' else None
+            find_unused = self.opt.get('find_unused_parameters', False)
+            return DistributedDataParallel(net, device_ids=device_ids, find_unused_parameters=find_unused)
+        if self.opt['num_gpu'] > 1:
+            return DataParallel(net)
+        return net
+
+    def feed_data(self, data: dict) -> None:
+        self.lq = data['lq'].to(self.device, copy=True)
+        if 'gt' in data:
+            self.gt = data['gt'].to(self.device, copy=True)
+
+    def dist_validation(self, dataloader, current_iter: int, tb_logger, save_img: bool) -> None:
+        from collections import Counter
+
+        import torch
+
+        metrics = self.opt['val'].get('metrics')
+        if metrics and not hasattr(self, 'metric_results'):  # basicsr fills it only when it is absent
+            frames = Counter(dataloader.dataset.data_info['folder'])
+            self.metric_results = {
+                folder: torch.zeros(n, len(metrics), dtype=torch.float32, device=self.device)
+                for folder, n in frames.items()
+            }
+        super().dist_validation(dataloader, current_iter, tb_logger, save_img)
 
 
 install_functional_tensor_shim()
