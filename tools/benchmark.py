@@ -53,6 +53,7 @@ from fmanet_plugin.metrics.clip_eval import ClipEvaluator, released_frame_metric
 from fmanet_plugin.utils.atomic_io import atomic_write_bytes, atomic_write_text
 from fmanet_plugin.utils.checkpoint import load_weights
 from fmanet_plugin.utils.cli import format_number, parse_size
+from fmanet_plugin.utils.errors import main_entry
 from fmanet_plugin.utils.runtime import (
     build_network_from_opt,
     get_tool_logger,
@@ -463,4 +464,4 @@ def _without_models(argv: list[str]) -> list[str]:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    main_entry(main)

@@ -21,6 +21,7 @@ import sys
 import fmanet_plugin  # noqa: F401  (registers FMANet, basicsr compat)
 from fmanet_plugin.archs.fmanet_arch import FMANet
 from fmanet_plugin.utils.atomic_io import atomic_torch_save
+from fmanet_plugin.utils.errors import main_entry
 from fmanet_plugin.utils.official_ckpt import (
     NET_R_PREFIX,
     check_against_model,
@@ -85,4 +86,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    main_entry(main)

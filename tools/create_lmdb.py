@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from multiprocessing import Pool
 from pathlib import Path
 
 import fmanet_plugin  # noqa: F401  (basicsr compat shim before importing basicsr)
+from fmanet_plugin.utils.errors import main_entry
 from fmanet_plugin.utils.lmdb_io import AtomicLmdbWriter
 
 import cv2
@@ -156,5 +156,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
-    sys.exit(0)
+    main_entry(main)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import fmanet_plugin  # noqa: F401  (must precede basicsr: compat shim, registri
 from fmanet_plugin.data.vsrdb_clips import iter_windows
 from fmanet_plugin.utils.atomic_io import atomic_imwrite, publish_temp_file
 from fmanet_plugin.utils.checkpoint import load_weights
+from fmanet_plugin.utils.errors import main_entry
 from fmanet_plugin.utils.frame_io import FrameSource
 from fmanet_plugin.utils.restorer import COLOR_ORDERS, CentreFrameRestorer
 from fmanet_plugin.utils.runtime import build_network_from_opt, get_tool_logger, resolve_device
@@ -158,4 +158,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    main_entry(main)
