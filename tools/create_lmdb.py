@@ -19,6 +19,7 @@ from multiprocessing import Pool
 from pathlib import Path
 
 import fmanet_plugin  # noqa: F401  (basicsr compat shim before importing basicsr)
+from fmanet_plugin.utils.atomic_io import remove_stale_partials
 from fmanet_plugin.utils.errors import main_entry
 from fmanet_plugin.utils.lmdb_io import AtomicLmdbWriter
 
@@ -149,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         raise FileNotFoundError(f"none of {list(VSRDB_STREAMS)} found under '{root}'")
     for stream, kind in streams.items():
         output = root / f'{stream}.lmdb'
+        remove_stale_partials(output)  # left by an interrupted run
         if output.exists() and not args.overwrite:
             get_root_logger().info(f'{output} exists, skipped (use --overwrite to rebuild it)')
             continue

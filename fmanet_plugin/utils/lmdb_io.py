@@ -11,9 +11,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from fmanet_plugin.utils.atomic_io import partial_directory, publish_directory
+from fmanet_plugin.utils.atomic_io import partial_directory, publish_directory, remove_stale_partials
 
 import lmdb
+from basicsr.utils import get_root_logger
 
 META_INFO_NAME = 'meta_info.txt'
 
@@ -38,6 +39,8 @@ class AtomicLmdbWriter:
             raise ValueError(f"LMDB path must end with '.lmdb', got '{self.lmdb_path}'")
         if self.lmdb_path.exists() and not overwrite:
             raise FileExistsError(f"LMDB '{self.lmdb_path}' already exists (overwrite=True replaces it)")
+        for stale in remove_stale_partials(self.lmdb_path):  # of an interrupted earlier run
+            get_root_logger().info(f'removed {stale}, left by an interrupted build')
         self.tmp_path = partial_directory(self.lmdb_path)
         self.commit_every = commit_every
         self.env = lmdb.open(str(self.tmp_path), map_size=map_size)
