@@ -463,3 +463,18 @@ def test_train_errors_yaml_and_mm(demo, tmp_path):
         f"error: LoadVSRDBFrames: file '{png}' could not be decoded as an image"
     )
     assert lines[6][0] == 0, results[6][1][-2000:]
+
+
+def test_a_flow_file_that_is_not_npy_is_named(tmp_path):
+    from fmanet_plugin.data.vsrdb_clips import VSRDBReader
+
+    path = tmp_path / 'flow' / '000' / '00000001_00000002.npy'
+    path.parent.mkdir(parents=True)
+    cv2.imwrite(str(path.with_suffix('.png')), np.zeros((4, 4, 3), np.uint8))
+    path.with_suffix('.png').rename(path)  # a PNG under a .npy name
+    reader = VSRDBReader({'flow': str(tmp_path / 'flow')}, {'type': 'disk'}, 'png', 'VSRDBDataset')
+    with pytest.raises(ValueError) as error:
+        reader.flow('000', '00000001', '00000002', (4, 4))
+    assert str(error.value) == (
+        f"VSRDBDataset: file '{path}' is not a .npy file (no NumPy header; expected float32 (h, w, 2))"
+    )

@@ -344,6 +344,10 @@ class VSRDBReader:
                 raise ValueError(f'{self.owner}: {where} holds {flow.size} float32 values, expected {expected}')
             flow = flow.reshape(expected).copy()
         else:
+            if not content.startswith(b'\x93NUMPY'):
+                raise ValueError(
+                    f'{self.owner}: {where} is not a .npy file (no NumPy header; expected float32 (h, w, 2))'
+                )
             try:
                 flow = np.load(io.BytesIO(content), allow_pickle=False)
             except (ValueError, OSError, EOFError) as err:
