@@ -159,7 +159,7 @@ def test_every_tool_reports_bad_arguments_in_one_line(demo, tmp_path, capsys):
             ['-i', demo / LR / '001', '-o', tmp_path / 'o', '--ckpt', ckpt, '--model-color', 'x'],
             "argument --model-color: invalid choice: 'x'",
         ),
-        (convert_official_ckpt.main, [missing, '-o', tmp_path / 'c.pth'], str(missing)),
+        (convert_official_ckpt.main, [missing, '-o', tmp_path / 'c.pth'], f'released checkpoint not found: {missing}'),
         (
             convert_official_ckpt.main,
             [ckpt, '-o', tmp_path / 'c.pth', '--stage', '3'],
@@ -186,7 +186,7 @@ def test_every_tool_reports_bad_arguments_in_one_line(demo, tmp_path, capsys):
     ]
     for main, argv, expected in cases:
         status, line = run_tool(main, argv, capsys)
-        assert status != 0 and line.startswith('error: ') and expected in line, (main.__module__, argv, line)
+        assert status == 1 and line.startswith('error: ') and expected in line, (main.__module__, argv, line)
 
 
 # ----------------------------------------------------------------- tools/test.py on bad data and checkpoints
