@@ -171,6 +171,12 @@ def test_every_tool_reports_bad_arguments_in_one_line(demo, tmp_path, capsys):
         (generate_flow.main, ['--input', demo / LR, '--output', tmp_path / 'f', '--weights', missing], str(missing)),
         (benchmark.main, ['--models', 'FMANet,nonet'], "error: unknown model 'nonet'"),
         (benchmark.main, ['--size', '12'], 'argument --size: size must look like HxW'),
+        (
+            benchmark.main,
+            ['--lq-root', missing, '--gt-root', missing],
+            f"error: --lq-root: folder '{missing}' not found",
+        ),
+        (benchmark.main, ['--lq-root', demo / LR], 'error: --lq-root and --gt-root go together'),
         (benchmark_speed.main, ['--cases', 'inference,fly'], 'error: --cases: expected a comma-separated subset'),
         (
             visualize.main,

@@ -423,6 +423,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    if bool(args.lq_root) != bool(args.gt_root):
+        raise ValueError('--lq-root and --gt-root go together (the test set: blurry LR and sharp HR clips)')
+    for option, root in (('--lq-root', args.lq_root), ('--gt-root', args.gt_root)):
+        if root and not os.path.isdir(root):
+            raise FileNotFoundError(f"{option}: folder '{root}' not found")
     names = [n.strip() for n in args.models.split(',') if n.strip()]
     for name in names:
         if name not in MODELS:
