@@ -11,6 +11,7 @@ from types import ModuleType
 import fmanet_plugin  # noqa: F401
 from fmanet_plugin.data.vsrdb_dataset import VSRDBDataset, transform_frames
 from fmanet_plugin.data.vsrdb_test_dataset import VSRDBTestDataset
+from fmanet_plugin.utils import lmdb_io
 from fmanet_plugin.utils.lmdb_io import AtomicLmdbWriter
 
 import cv2
@@ -35,7 +36,7 @@ def load_tool(name: str) -> ModuleType:
 
 create_lmdb = load_tool('create_lmdb')
 demo_tool = load_tool('make_demo_data')
-build_lmdb = create_lmdb.build_lmdb
+build_lmdb = lmdb_io.build_lmdb
 SCALE = 4
 LQ, GT, LQ_SHARP, FLOW = 'lq', 'gt', 'lq_sharp', 'flow'
 FOLDERS = {LQ: 'blur/X4', GT: 'sharp', LQ_SHARP: 'sharp_bicubic/X4', FLOW: 'flow'}
@@ -337,21 +338,26 @@ def test_missing_frame_and_flow_files_are_named(three_frame_root):
     root = three_frame_root
     opt = train_opt(root, dataroot_flow=str(root / 'flow'))
     (root / 'flow' / 'c' / '00000001_00000002.npy').unlink()
-    with pytest.raises(FileNotFoundError, match='00000001_00000002.npy'):
-        VSRDBDataset(opt)[0]
+    # found when the dataset is built, not when a window first needs the file
+    with pytest.raises(
+        FileNotFoundError, match=r"dataroot_flow '.*flow': 1 file\(s\) missing \(c/00000001_00000002.npy\)"
+    ):
+        VSRDBDataset(opt)
     missing = root / FOLDERS[LQ] / 'c' / '00000002.png'
     missing.unlink()
-    with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
-        VSRDBDataset(opt)[0]
+    with pytest.raises(
+        FileNotFoundError, match=re.escape(f"dataroot_lq '{root / FOLDERS[LQ]}': 1 file(s) missing (c/00000002.png)")
+    ):
+        VSRDBDataset({**opt, 'dataroot_flow': None})
 
 
 def test_missing_lmdb_key_is_named(three_frame_root):
     root = three_frame_root
     (root / FOLDERS[LQ_SHARP] / 'c' / '00000000.png').unlink()
     build_all_lmdbs(root)
-    with pytest.raises(KeyError, match=r'c/00000000.*sharp_bicubic/X4\.lmdb'):
-        VSRDBDataset(as_lmdb(train_opt(root)))[0]
-    with pytest.raises(FileNotFoundError, match="'dataroot_gt'.*not an LMDB"):
+    with pytest.raises(FileNotFoundError, match=r'sharp_bicubic/X4\.lmdb\': 1 file\(s\) missing \(c/00000000\)'):
+        VSRDBDataset(as_lmdb(train_opt(root)))
+    with pytest.raises(FileNotFoundError, match="dataroot_gt '.*nowhere.lmdb': not an LMDB"):
         VSRDBDataset(as_lmdb(train_opt(root, dataroot_gt=str(root / 'nowhere'))))
 
 
@@ -404,7 +410,7 @@ def test_create_lmdb_is_atomic(coord_root, monkeypatch):
             raise KeyboardInterrupt
         return b'x', (1, 1, 3)
 
-    monkeypatch.setattr(create_lmdb, 'encode_image', interrupted)
+    monkeypatch.setattr(lmdb_io, 'encode_image', interrupted)
     with pytest.raises(KeyboardInterrupt):
         build_lmdb(coord_root / FOLDERS[GT], coord_root / 'gt.lmdb')
     assert _leftovers(coord_root) == []

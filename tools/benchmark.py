@@ -53,6 +53,7 @@ from fmanet_plugin.metrics.clip_eval import ClipEvaluator, released_frame_metric
 from fmanet_plugin.utils.atomic_io import atomic_write_bytes, atomic_write_text
 from fmanet_plugin.utils.checkpoint import load_weights
 from fmanet_plugin.utils.cli import format_number, parse_size
+from fmanet_plugin.utils.errors import main_entry
 from fmanet_plugin.utils.runtime import (
     build_network_from_opt,
     get_tool_logger,
@@ -422,6 +423,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    if bool(args.lq_root) != bool(args.gt_root):
+        raise ValueError('--lq-root and --gt-root go together (the test set: blurry LR and sharp HR clips)')
+    for option, root in (('--lq-root', args.lq_root), ('--gt-root', args.gt_root)):
+        if root and not os.path.isdir(root):
+            raise FileNotFoundError(f"{option}: folder '{root}' not found")
     names = [n.strip() for n in args.models.split(',') if n.strip()]
     for name in names:
         if name not in MODELS:
@@ -463,4 +469,4 @@ def _without_models(argv: list[str]) -> list[str]:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    main_entry(main)

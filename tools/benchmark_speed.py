@@ -40,6 +40,7 @@ from pathlib import Path
 
 from fmanet_plugin.utils.atomic_io import atomic_write_text
 from fmanet_plugin.utils.cli import parse_choices, size_type
+from fmanet_plugin.utils.errors import main_entry
 
 ROOT = Path(__file__).resolve().parents[1]
 IMPLS = ('reference', 'fast')
@@ -465,4 +466,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    main_entry(main)

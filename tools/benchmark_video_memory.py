@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from fmanet_plugin.utils.errors import main_entry
+
 ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = """
@@ -128,5 +130,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == '__main__':
-    main()
-    sys.exit(0)
+    main_entry(main)

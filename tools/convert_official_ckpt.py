@@ -16,11 +16,11 @@ result with the channels flipped.
 from __future__ import annotations
 
 import argparse
-import sys
 
 import fmanet_plugin  # noqa: F401  (registers FMANet, basicsr compat)
 from fmanet_plugin.archs.fmanet_arch import FMANet
 from fmanet_plugin.utils.atomic_io import atomic_torch_save
+from fmanet_plugin.utils.errors import main_entry
 from fmanet_plugin.utils.official_ckpt import (
     NET_R_PREFIX,
     check_against_model,
@@ -74,15 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         import yaml
 
         network_opt = yaml.safe_load(args.network) or {}
-    try:
-        state_dict = convert(args.inputs, to_rgb=args.rgb, stage=args.stage, **network_opt)
-    except (ValueError, KeyError, FileNotFoundError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 2
+    state_dict = convert(args.inputs, to_rgb=args.rgb, stage=args.stage, **network_opt)  # errors: main_entry
     atomic_torch_save({'params': state_dict}, args.output)
     print(f'saved {len(state_dict)} tensors ({"RGB" if args.rgb else "BGR"}) to {args.output}')
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    main_entry(main)

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import fmanet_plugin  # noqa: F401
+from fmanet_plugin.utils.errors import main_entry
 
 import torch
 import yaml
@@ -74,4 +75,4 @@ def main() -> int:
 
 if __name__ == '__main__':
     os.environ.setdefault('PYTHONWARNINGS', 'ignore')
-    sys.exit(main())
+    main_entry(main)

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
 import fmanet_plugin  # noqa: F401  (basicsr compat shim before importing basicsr)
 from fmanet_plugin.data.vsrdb_clips import list_clips
+from fmanet_plugin.utils.errors import main_entry
 from fmanet_plugin.utils.raft_flow import generate_flows, load_raft
 
 import torch
@@ -77,5 +77,4 @@ def main(argv: list[str] | None = None) -> dict[str, int]:
 
 
 if __name__ == '__main__':
-    main()
-    sys.exit(0)
+    main_entry(main)

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 import fmanet_plugin  # noqa: F401  (must precede basicsr: compat shim, registries)
 from fmanet_plugin.data.vsrdb_clips import iter_windows
 from fmanet_plugin.utils.atomic_io import atomic_imwrite
 from fmanet_plugin.utils.checkpoint import load_weights
+from fmanet_plugin.utils.errors import main_entry
 from fmanet_plugin.utils.frame_io import FrameSource
 from fmanet_plugin.utils.restorer import COLOR_ORDERS, CentreFrameRestorer
 from fmanet_plugin.utils.runtime import build_network_from_opt, get_tool_logger, resolve_device
@@ -171,4 +171,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    main_entry(main)

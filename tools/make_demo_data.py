@@ -19,11 +19,11 @@ from __future__ import annotations
 import argparse
 import logging
 import shutil
-import sys
 from pathlib import Path
 
 import fmanet_plugin  # noqa: F401  (basicsr compat shim before importing basicsr)
 from fmanet_plugin.utils.atomic_io import partial_directory, publish_directory
+from fmanet_plugin.utils.errors import main_entry
 
 import cv2
 import numpy as np
@@ -191,7 +191,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-if __name__ == '__main__':
+def main(argv: list[str] | None = None) -> None:
     get_root_logger().setLevel(logging.INFO)
-    make_demo_data(parse_args())
-    sys.exit(0)
+    make_demo_data(parse_args(argv))
+
+
+if __name__ == '__main__':
+    main_entry(main)

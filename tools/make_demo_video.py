@@ -14,8 +14,9 @@ Example::
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from fmanet_plugin.utils.errors import main_entry
 
 import av
 import cv2
@@ -99,5 +100,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == '__main__':
-    main()
-    sys.exit(0)
+    main_entry(main)

@@ -28,18 +28,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 from pathlib import Path
 
+import fmanet_plugin  # noqa: F401  (basicsr compat shim before importing basicsr)
+from fmanet_plugin.data.vsrdb_prepare import PrepareOptions, prepare_vsrdb, stream_dirs
+from fmanet_plugin.utils.errors import main_entry
+from fmanet_plugin.utils.lmdb_io import build_lmdb
+
+from basicsr.utils import get_root_logger
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import fmanet_plugin  # noqa: E402,F401  (basicsr compat shim before importing basicsr)
-from fmanet_plugin.data.vsrdb_prepare import PrepareOptions, prepare_vsrdb, stream_dirs  # noqa: E402
-
-from basicsr.utils import get_root_logger  # noqa: E402
 
 DEFAULT_RAFT = ROOT / 'tests' / 'data' / 'raft-small.pth'
 
@@ -77,7 +76,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def pack_lmdb(root: Path, scale: int, rebuild: bool) -> None:
     """Pack each stream into ``<stream>.lmdb`` with tools/create_lmdb.py's code (rebuilt if ``rebuild``)."""
-    from tools.create_lmdb import build_lmdb
 
     for key, folder in stream_dirs(scale).items():
         if not (root / folder).is_dir():
@@ -106,7 +104,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as err:
-        sys.exit(f'prepare_vsrdb: {err}')
+    main_entry(main)

@@ -28,13 +28,14 @@ import logging
 import math
 import os
 import os.path as osp
-import sys
 
 import fmanet_plugin  # noqa: F401  (must precede basicsr: compat shim, registries)
 from fmanet_plugin.metrics.clip_eval import ClipEvaluator
 from fmanet_plugin.utils.atomic_io import atomic_imwrite, atomic_write_text
 from fmanet_plugin.utils.checkpoint import load_weights
 from fmanet_plugin.utils.cli import format_number
+from fmanet_plugin.utils.errors import main_entry
+from fmanet_plugin.utils.options import prepare_options
 from fmanet_plugin.utils.restorer import COLOR_ORDERS, CentreFrameRestorer
 from fmanet_plugin.utils.runtime import build_network_from_opt, get_tool_logger, resolve_device
 
@@ -70,6 +71,9 @@ def load_options(args: argparse.Namespace) -> dict:
         raise FileNotFoundError(f'options file not found: {args.opt}')
     with open(args.opt) as f:
         opt = yaml.load(f, Loader=ordered_yaml()[0])
+    if not isinstance(opt, dict):
+        raise ValueError(f'{args.opt}: expected a YAML mapping of options, got {type(opt).__name__}')
+    prepare_options(opt, args.opt)
     for key in ('name', 'datasets', 'network_g'):
         if key not in opt:
             raise ValueError(f'{args.opt}: missing top-level key {key!r}')
@@ -226,4 +230,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    main_entry(main)

@@ -19,8 +19,8 @@ import sys
 
 import fmanet_plugin  # noqa: F401  (registers the plugin; basicsr import shim)
 from fmanet_plugin.compat import patch_basicsr_training
-from fmanet_plugin.train import TrainingError
 from fmanet_plugin.train.elastic import exit_with_launcher
+from fmanet_plugin.utils.errors import main_entry
 
 
 def mmengine_argv(argv: list[str]) -> list[str] | None:
@@ -38,8 +38,10 @@ def train(argv: list[str]) -> None:
     if mm_argv is not None:
         from fmanet_plugin.mm.train import main as train_with_mmengine
 
-        train_with_mmengine(mm_argv)
+        train_with_mmengine([a for a in mm_argv if a != '--debug'])
         return
+    if '-opt' in argv[:-1] and not os.path.isfile(argv[argv.index('-opt') + 1]):
+        raise FileNotFoundError(f'-opt: options file not found: {argv[argv.index("-opt") + 1]}')
     patch_basicsr_training()
     from fmanet_plugin.train.pipeline import train_pipeline
 
@@ -48,13 +50,8 @@ def train(argv: list[str]) -> None:
 
 def main() -> None:
     exit_with_launcher()
-    try:
-        train(sys.argv[1:])
-    except TrainingError as error:  # expected failures: one line (--debug shows the traceback)
-        if '--debug' in sys.argv:
-            raise
-        sys.exit(f'error: {error}')
+    train(sys.argv[1:])
 
 
 if __name__ == '__main__':
-    main()
+    main_entry(main, keep_debug_flag=True)  # expected errors: one line (--debug: the traceback)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import io
-import sys
 from pathlib import Path
 
 import fmanet_plugin  # noqa: F401  (must precede basicsr: compat shim, registries)
@@ -34,6 +33,7 @@ from fmanet_plugin.archs.fmanet_arch import FMANet
 from fmanet_plugin.ops import normalize_restoration_kernels
 from fmanet_plugin.utils.atomic_io import atomic_imwrite, atomic_write_bytes
 from fmanet_plugin.utils.checkpoint import load_weights
+from fmanet_plugin.utils.errors import main_entry
 from fmanet_plugin.utils.frame_io import FrameSource
 from fmanet_plugin.utils.restorer import COLOR_ORDERS, CentreFrameRestorer
 from fmanet_plugin.utils.runtime import build_network_from_opt, get_tool_logger, resolve_device
@@ -263,4 +263,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    main_entry(main)

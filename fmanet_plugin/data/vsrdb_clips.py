@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from fmanet_plugin.utils.errors import suggest
 from fmanet_plugin.utils.lmdb_io import read_lmdb_meta_info
 
 import numpy as np
@@ -94,7 +95,106 @@ def list_clips(opt: dict, root: str, owner: str) -> dict[str, list[str]]:
             stems = [p.stem for p in clip_dir.iterdir() if p.suffix == ext] if clip_dir.is_dir() else []
             if stems:
                 clips[clip_dir.name] = stems
-    return {clip: sorted(stems, key=_stem_sort_key) for clip, stems in sorted(clips.items())}
+    clips = {clip: sorted(stems, key=_stem_sort_key) for clip, stems in sorted(clips.items())}
+    for clip, stems in clips.items():
+        check_frame_numbering(clip, stems, root, owner)
+    return clips
+
+
+def check_frame_numbering(clip: str, stems: list[str], root: str, owner: str) -> None:
+    """Raise a ValueError naming the clip and the first missing frame if numbered frames skip a number.
+
+    A window across a gap would silently mix frames that are not neighbours. Stems that are not all numbers
+    are not checked.
+    """
+    if not stems or not all(s.isdigit() for s in stems):
+        return
+    numbers = [int(s) for s in stems]
+    if numbers[-1] - numbers[0] + 1 == len(set(numbers)):
+        return
+    present = set(numbers)
+    missing = [n for n in range(numbers[0], numbers[-1] + 1) if n not in present]
+    width = len(stems[0]) if len({len(s) for s in stems}) == 1 else 0
+    first = str(missing[0]).zfill(width)
+    more = f' ({len(missing)} frames missing in all)' if len(missing) > 1 else ''
+    raise ValueError(
+        f"{owner}: clip '{clip}' under '{root}' has a gap in its frame numbering: frame {first} is missing "
+        f'between {stems[0]} and {stems[-1]}{more}'
+    )
+
+
+def check_dataset_files(
+    roots: dict[str, str],
+    clips: dict[str, list[str]],
+    io_backend: str,
+    filename_ext: str,
+    owner: str,
+    flow_radius: int = 0,
+) -> None:
+    """Check that every configured stream has every frame (and flow) of every clip, before any is read.
+
+    Args:
+        roots (dict[str, str]): Stream (``lq``, ``gt``, ``lq_sharp``, ``flow``) -> folder or ``.lmdb``.
+        clips (dict[str, list[str]]): The clips the dataset uses -> frame stems.
+        io_backend (str): ``'disk'`` or ``'lmdb'``.
+        filename_ext (str): Image extension on disk.
+        owner (str): Dataset class name for messages.
+        flow_radius (int): The flow files needed are those from each centre to its neighbours up to this far,
+            for centres whose window lies inside the clip (training windows). Default: 0.
+
+    Raises:
+        FileNotFoundError: One line listing the missing folders, clips and frames (the first few of each).
+    """
+    problems: list[str] = []
+    for stream, root in roots.items():
+        label = f"dataroot_{stream} '{root}'"
+        if io_backend == 'lmdb':
+            try:
+                present = set(read_lmdb_meta_info(root))
+            except (OSError, ValueError):
+                problems.append(f'{label}: not an LMDB with meta_info.txt')
+                continue
+            find = present.__contains__
+        elif not Path(root).is_dir():
+            problems.append(f'{label}: folder not found')
+            continue
+        else:
+            listing: dict[str, set[str]] = {}
+
+            def find(key: str, root: str = root, listing: dict = listing) -> bool:
+                clip, _, name = key.rpartition('/')
+                if clip not in listing:
+                    folder = Path(root, clip)
+                    listing[clip] = set(os.listdir(folder)) if folder.is_dir() else set()
+                return name in listing[clip]
+
+        suffix = '' if io_backend == 'lmdb' else ('.npy' if stream == 'flow' else f'.{filename_ext}')
+        missing_clips, missing_files = [], []
+        for clip, stems in clips.items():
+            if stream == 'flow':
+                names = [
+                    f'{stems[c]}_{stems[n]}'
+                    for c in range(flow_radius, len(stems) - flow_radius)
+                    for n in range(c - flow_radius, c + flow_radius + 1)
+                    if n != c
+                ]
+            else:
+                names = stems
+            absent = [f'{clip}/{name}{suffix}' for name in names if not find(f'{clip}/{name}{suffix}')]
+            if absent and len(absent) == len(names):
+                missing_clips.append(clip)
+            else:
+                missing_files += absent
+        if missing_clips:
+            problems.append(f'{label}: {len(missing_clips)} clip(s) missing ({_first(missing_clips)})')
+        if missing_files:
+            problems.append(f'{label}: {len(missing_files)} file(s) missing ({_first(missing_files)})')
+    if problems:
+        raise FileNotFoundError(f'{owner}: missing data: ' + '; '.join(problems))
+
+
+def _first(items: list[str], limit: int = 3) -> str:
+    return ', '.join(items[:limit]) + (', ...' if len(items) > limit else '')
 
 
 def open_dataset(
@@ -104,6 +204,7 @@ def open_dataset(
 
     Raises:
         ValueError: Naming the first missing required ``dataroot_<stream>`` option.
+        FileNotFoundError: Listing every configured folder (or LMDB) that does not exist.
     """
     roots = {}
     for stream in (*required, *optional):
@@ -113,6 +214,7 @@ def open_dataset(
         if root is not None:
             roots[stream] = str(root)
     io_backend = opt.get('io_backend', {'type': 'disk'})
+    check_dataset_files(roots, {}, io_backend.get('type'), opt.get('filename_ext', 'png'), owner)  # the folders
     reader = VSRDBReader(roots, io_backend, opt.get('filename_ext', 'png'), owner)
     return reader, list_clips({**opt, 'io_backend': io_backend}, roots['lq'], owner)
 
@@ -144,10 +246,23 @@ def select_clips(
         ValueError: If ``only`` names a clip that does not exist, or no clip is left.
     """
     if only is not None:
+        if isinstance(only, str):
+            only = [only]
+        for clip in only:
+            if not isinstance(clip, str) and str(clip) not in clips:
+                padded = [c for c in clips if c.lstrip('0') == str(clip).lstrip('0') and c.isdigit()]
+                hint = f" (e.g. '{padded[0]}')" if padded else ''
+                raise ValueError(
+                    f"{owner}: option 'clips': {clip!r} was read as a number, not a clip name; write clip names "
+                    f"as quoted strings{hint}, e.g. clips: ['000'] in YAML or --cfg-options \"clips=['000']\""
+                )
         wanted = [str(c) for c in only]
         missing = [c for c in wanted if c not in clips]
         if missing:
-            raise ValueError(f"{owner}: option 'clips' names clips not in the dataset: {missing}")
+            raise ValueError(
+                f"{owner}: option 'clips' names clips not in the dataset under '{root}': {missing}"
+                f'{suggest(missing[0], clips)}'
+            )
         clips = {c: clips[c] for c in wanted}
     excluded = {str(c) for c in exclude or []}
     clips = {c: stems for c, stems in clips.items() if c not in excluded}
@@ -229,7 +344,16 @@ class VSRDBReader:
                 raise ValueError(f'{self.owner}: {where} holds {flow.size} float32 values, expected {expected}')
             flow = flow.reshape(expected).copy()
         else:
-            flow = np.load(io.BytesIO(content), allow_pickle=False)
+            if not content.startswith(b'\x93NUMPY'):
+                raise ValueError(
+                    f'{self.owner}: {where} is not a .npy file (no NumPy header; expected float32 (h, w, 2))'
+                )
+            try:
+                flow = np.load(io.BytesIO(content), allow_pickle=False)
+            except (ValueError, OSError, EOFError) as err:
+                raise ValueError(f'{self.owner}: {where} is not a readable .npy array ({err})') from None
+            if not isinstance(flow, np.ndarray):
+                raise ValueError(f'{self.owner}: {where} is not a .npy array (an .npz archive?)')
             if flow.shape != expected:
                 raise ValueError(
                     f'{self.owner}: {where} has shape {flow.shape}, expected {expected} (LR frame size, 2)'
@@ -300,6 +424,13 @@ def read_test_window(
     indices = generate_frame_indices(frame_idx, len(stems), num_frame, padding='replicate')
     window_data = _centre_info(clip, stems, frame_idx)
     window_data['lq'] = [reader.image('lq', clip, stems[i]) for i in indices]
+    lr_shape = window_data['lq'][0].shape
+    for i, lq in zip(indices, window_data['lq']):
+        if lq.shape != lr_shape:
+            raise ValueError(
+                f'{owner}: LR frame {clip}/{stems[i]} has size {lq.shape[:2]}, expected {lr_shape[:2]} like '
+                f'{clip}/{stems[indices[0]]} (all frames of a clip must have one size)'
+            )
     if 'gt' in reader.roots:
         window_data['gt'] = reader.image('gt', clip, stems[frame_idx])
         check_scale(window_data['lq'][num_frame // 2], window_data['gt'], scale, window_data['key'], owner)

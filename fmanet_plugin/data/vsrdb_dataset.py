@@ -12,7 +12,13 @@ from __future__ import annotations
 import random
 
 from fmanet_plugin.data.resumable_sampler import SampleKey, seeded_draws, split_key
-from fmanet_plugin.data.vsrdb_clips import check_num_frame, open_dataset, read_training_window, select_clips
+from fmanet_plugin.data.vsrdb_clips import (
+    check_dataset_files,
+    check_num_frame,
+    open_dataset,
+    read_training_window,
+    select_clips,
+)
 
 import numpy as np
 import torch
@@ -85,6 +91,24 @@ class VSRDBDataset(data.Dataset):
     images RGB float32 in [0, 1].
     """
 
+    # option keys (besides basicsr's loader keys; checked when the options are loaded)
+    OPTIONS = (
+        'dataroot_lq',
+        'dataroot_gt',
+        'dataroot_lq_sharp',
+        'dataroot_flow',
+        'meta_info_file',
+        'exclude_clips',
+        'num_frame',
+        'gt_size',
+        'use_hflip',
+        'use_vflip',
+        'use_rot',
+        'filename_tmpl',
+        'filename_ext',
+        'io_backend',
+    )
+
     def __init__(self, opt: dict):
         super().__init__()
         self.opt = opt
@@ -103,6 +127,9 @@ class VSRDBDataset(data.Dataset):
             exclude=opt.get('exclude_clips'),
             min_frames=self.num_frame,
             warn=logger.warning,
+        )
+        check_dataset_files(
+            self.reader.roots, self.clips, self.reader.backend, self.reader.ext, name, self.num_frame // 2
         )
         self.items = [clip for clip, stems in self.clips.items() for _ in stems]
         logger.info(f'{name}: {len(self.clips)} clips, {len(self.items)} frames, num_frame={self.num_frame}')

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from fmanet_plugin.data.vsrdb_clips import check_num_frame, open_dataset, read_test_window, select_clips
+from fmanet_plugin.data.vsrdb_clips import (
+    check_dataset_files,
+    check_num_frame,
+    open_dataset,
+    read_test_window,
+    select_clips,
+)
 
 import torch
 from basicsr.utils import get_root_logger, img2tensor
@@ -24,6 +30,19 @@ class VSRDBTestDataset(data.Dataset):
     (``'clip/frame'``); images RGB float32 in [0, 1].
     """
 
+    # option keys (besides basicsr's loader keys; checked when the options are loaded)
+    OPTIONS = (
+        'dataroot_lq',
+        'dataroot_gt',
+        'meta_info_file',
+        'clips',
+        'exclude_clips',
+        'num_frame',
+        'filename_tmpl',
+        'filename_ext',
+        'io_backend',
+    )
+
     def __init__(self, opt: dict):
         super().__init__()
         self.opt = opt
@@ -33,6 +52,7 @@ class VSRDBTestDataset(data.Dataset):
         self.reader, clips = open_dataset(opt, ('lq',), ('gt',), name)
         lq_root, only, excluded = self.reader.roots['lq'], opt.get('clips'), opt.get('exclude_clips')
         self.clips = select_clips(clips, name, lq_root, only=only, exclude=excluded)
+        check_dataset_files(self.reader.roots, self.clips, self.reader.backend, self.reader.ext, name)
         self.items = [(clip, idx) for clip, stems in self.clips.items() for idx in range(len(stems))]
         get_root_logger().info(f'{name}: {len(self.clips)} clips, {len(self.items)} frames')
 

@@ -57,6 +57,9 @@ _TERMS = OrderedDict(
     anchor_r=('anchor_r', 'anchor_r_opt', 2),
 )
 
+# the train-section keys of the loss terms (each optional) and the stage-2 Net_D factor
+LOSS_OPTION_KEYS = (*(opt_key for _, opt_key, _ in _TERMS.values()), 'net_d_weight')
+
 
 class FMANetObjective(nn.Module):
     """The weighted sum of FMA-Net's loss terms for stage 1 or 2, built from a BasicSR ``train`` section.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from fmanet_plugin.data.vsrdb_clips import check_num_frame, list_clips, select_clips
+from fmanet_plugin.data.vsrdb_clips import check_dataset_files, check_num_frame, list_clips, select_clips
 from fmanet_plugin.mm.registry import DATASETS
 
 from mmengine.dataset import BaseDataset
@@ -79,6 +79,7 @@ class VSRDBDataset(BaseDataset):
             filename_ext=self.filename_ext,
             io_backend=self.io_backend,
         )
+        check_dataset_files(roots, {}, self.io_backend.get('type'), self.filename_ext, name)  # the folders first
         warn = None if self.test_mode else (lambda msg: print_log(msg, level=logging.WARNING))
         clips = select_clips(
             list_clips(opt, roots['lq'], name),
@@ -89,6 +90,8 @@ class VSRDBDataset(BaseDataset):
             min_frames=0 if self.test_mode else self.num_frame,
             warn=warn,
         )
+        flow_radius = 0 if self.test_mode else self.num_frame // 2
+        check_dataset_files(roots, clips, self.io_backend.get('type'), self.filename_ext, name, flow_radius)
         common = dict(num_frame=self.num_frame, roots=roots, io_backend=self.io_backend, filename_ext=self.filename_ext)
         return [
             dict(clip=clip, stems=stems, frame_idx=idx, **common)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os.path as osp
 
 from fmanet_plugin.train import TrainingError
+from fmanet_plugin.utils.checkpoint import state_dict_mismatch
 
 import torch
 from mmengine.model import is_model_wrapper
@@ -20,25 +21,6 @@ from torch import nn
 
 class CheckpointMismatchError(TrainingError):
     """A checkpoint does not fit the configured network."""
-
-
-def state_dict_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], limit: int = 3) -> str:
-    """One line describing how ``found`` differs from ``expected`` (``''`` when keys and sizes agree)."""
-    sizes = [k for k in expected if k in found and tuple(found[k].shape) != tuple(expected[k].shape)]
-    missing = [k for k in expected if k not in found]
-    unexpected = [k for k in found if k not in expected]
-
-    def listing(items: list[str]) -> str:
-        return ', '.join(items[:limit]) + (', ...' if len(items) > limit else '')
-
-    parts = []
-    if sizes:
-        shown = [f'{k} {tuple(found[k].shape)} (checkpoint) vs {tuple(expected[k].shape)} (model)' for k in sizes]
-        parts.append(f'{len(sizes)} tensor(s) differ in size ({listing(shown)})')
-    for label, keys in (('missing', missing), ('unexpected', unexpected)):
-        if keys:
-            parts.append(f'{len(keys)} {label} key(s) ({listing(keys)})')
-    return '; '.join(parts)
 
 
 def check_fits(network: nn.Module, weights: dict[str, torch.Tensor], source: str) -> None:
@@ -58,13 +40,21 @@ def checkpoint_to_load(runner: Runner) -> str | None:
 def check_runner_checkpoint(runner: Runner) -> None:
     """Raise one line if the checkpoint the Runner will load has other keys or tensor sizes than its model."""
     path = checkpoint_to_load(runner)
-    if path is None or not osp.isfile(path):
+    kind = 'resume' if runner._resume else 'load_from'
+    if path is None:
         return
-    checkpoint = torch.load(path, map_location='cpu')
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{kind}: checkpoint not found: {path}')
+    try:
+        checkpoint = torch.load(path, map_location='cpu')
+    except Exception as err:  # a file that is not a checkpoint raises anything from KeyError to RuntimeError
+        reason = (str(err).strip().splitlines() or [''])[0][:120]
+        raise CheckpointMismatchError(
+            f'{kind}: {path}: not a PyTorch checkpoint ({type(err).__name__}: {reason})'
+        ) from None
     weights = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(weights, dict):
         raise CheckpointMismatchError(f'{path}: expected an mmengine checkpoint with a state_dict')
     weights = {k.removeprefix('module.'): v for k, v in weights.items()}
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-    kind = 'resume' if runner._resume else 'load_from'
     check_fits(model, weights, f'{kind}: {path}')

@@ -16,10 +16,11 @@ import os
 import os.path as osp
 
 from fmanet_plugin.compat import init_dist
+from fmanet_plugin.mm.config_check import CfgOptionsAction, check_plugin_config
 from fmanet_plugin.mm.strict_loading import check_runner_checkpoint
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.runner import Runner
 
 
@@ -34,7 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         const='auto',
         help='resume from CKPT, or from the latest checkpoint in the work dir when no CKPT is given',
     )
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys: key=value')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=CfgOptionsAction, help='override config keys: key=value ("clips=[\'000\']")'
+    )
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
     parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
     args = parser.parse_args(argv)
@@ -49,6 +52,7 @@ def build_config(args: argparse.Namespace) -> Config:
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    check_plugin_config(cfg.to_dict())  # unknown keys of the plugin's components: one line, not a traceback
     cfg.launcher = args.launcher
     if args.work_dir:
         cfg.work_dir = args.work_dir

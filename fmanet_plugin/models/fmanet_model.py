@@ -8,11 +8,11 @@ import os.path as osp
 from collections import OrderedDict
 from functools import partial
 
-from fmanet_plugin.losses.fmanet_loss import FMANetObjective
+from fmanet_plugin.losses.fmanet_loss import LOSS_OPTION_KEYS, FMANetObjective
 from fmanet_plugin.metrics.clip_eval import ClipEvaluator
 from fmanet_plugin.train.update_guard import DEFAULT_MAX_UPDATE_RATIO, UpdateGuard
 from fmanet_plugin.utils.atomic_io import atomic_imwrite, atomic_torch_save
-from fmanet_plugin.utils.checkpoint import read_state_dict, sub_state_dict
+from fmanet_plugin.utils.checkpoint import read_state_dict, state_dict_mismatch, sub_state_dict
 
 import numpy as np
 import torch
@@ -52,6 +52,19 @@ class FMANetModel(SRModel):
     the extra entries of an exact resume (see :mod:`fmanet_plugin.train.pipeline`).
     """
 
+    # the keys of the ``train`` section (checked when the options are loaded: fmanet_plugin.utils.options)
+    TRAIN_OPTIONS = (
+        'optim_d',
+        'optim_r',
+        'scheduler',
+        'total_iter',
+        'warmup_iter',
+        'ema_decay',
+        'max_update_ratio',
+        'deterministic',
+        *LOSS_OPTION_KEYS,
+    )
+
     def init_training_settings(self) -> None:
         self.stage = self.opt['network_g'].get('stage', 2)
         self._load_stage1_net_d()
@@ -82,7 +95,11 @@ class FMANetModel(SRModel):
         net_d_state = sub_state_dict(state, 'net_d.')
         if not net_d_state:
             raise ValueError(f'path.pretrain_network_d: {path} holds no net_d.* parameters (a stage-1 checkpoint)')
-        self.get_bare_model(self.net_g).net_d.load_state_dict(net_d_state, strict=True)
+        net_d = self.get_bare_model(self.net_g).net_d
+        problem = state_dict_mismatch(net_d.state_dict(), net_d_state)
+        if problem:
+            raise ValueError(f'path.pretrain_network_d: {path} does not fit the configured Net_D: {problem}')
+        net_d.load_state_dict(net_d_state, strict=True)
         get_root_logger().info(f'Loaded stage-1 Net_D from {path}.')
 
     def load_network(
@@ -92,6 +109,12 @@ class FMANetModel(SRModel):
         state, key = read_state_dict(load_path, None if param_key is None else (param_key, 'params'))
         net = self.get_bare_model(net)
         get_root_logger().info(f'Loading {type(net).__name__} model from {load_path}, with param key: [{key}].')
+        if strict:
+            problem = state_dict_mismatch(net.state_dict(), state)
+            if problem:
+                raise ValueError(
+                    f'{load_path} [{key}] does not match the {type(net).__name__} configuration: {problem}'
+                )
         self._print_different_keys_loading(net, state, strict)
         net.load_state_dict(state, strict=strict)
 

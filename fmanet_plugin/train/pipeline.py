@@ -25,6 +25,7 @@ import os.path as osp
 import time
 
 from fmanet_plugin.data.resumable_sampler import ResumableSampler
+from fmanet_plugin.utils.options import prepare_options
 
 import torch
 import torch.distributed as dist
@@ -167,6 +168,7 @@ def save_checkpoint(model, opt: dict, epoch: int, epoch_iter: int, current_iter:
 def train_pipeline(root_path: str) -> None:
     """Train from ``-opt`` options as ``basicsr.train.train_pipeline`` does, resumably (see the module doc)."""
     opt, args = parse_options(root_path, is_train=True)
+    prepare_options(opt, args.opt)  # numbers written as text, unknown keys of the plugin's sections
     opt['root_path'] = root_path
     restarts = restart_count()
     if restarts:

@@ -6,8 +6,9 @@ permissions a plain ``open`` would give (``0o666`` minus the umask; ``mkstemp`` 
 renamed over the target. If the writing raises, the temporary file is removed and an existing target is left
 untouched.
 
-Folders (:func:`partial_directory`, :func:`publish_directory`): built under a hidden ``.<name>.*.partial`` name
-and renamed into place when complete; an existing folder is replaced only then.
+Folders (:func:`partial_directory`, :func:`publish_directory`): built under a hidden ``.<name>.<pid>.*.partial``
+name (permissions from the umask) and renamed into place when complete; an existing folder is replaced only
+then. :func:`remove_stale_partials` removes those of writers that were killed.
 """
 
 from __future__ import annotations
@@ -133,11 +134,53 @@ def atomic_save_npy(array: np.ndarray, path: str | Path) -> None:
         np.save(f, array)
 
 
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 def partial_directory(path: str | Path) -> Path:
-    """Create and return a hidden ``.<name>.*.partial`` folder next to ``path`` to build its content in."""
+    """Create and return a hidden ``.<name>.<pid>.*.partial`` folder next to ``path`` to build its content in.
+
+    The folder gets the permissions ``mkdir`` would give (``0o777`` minus the umask; ``mkdtemp`` makes
+    ``0o700``); the writer's process id in the name lets :func:`remove_stale_partials` tell abandoned ones.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f'.{path.name}.', suffix='.partial', dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.{os.getpid()}.', suffix='.partial', dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_umask())
+    return tmp
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_partials(path: str | Path) -> list[Path]:
+    """Remove the ``.<name>.<pid>.*.partial`` folders of ``path`` left by writers that no longer run.
+
+    Folders of a live process (another build of the same target under way) are kept.
+
+    Returns:
+        list[Path]: The folders removed.
+    """
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    for candidate in path.parent.glob(f'.{path.name}.*.partial'):
+        pid_text = candidate.name[len(path.name) + 2 :].split('.', 1)[0]
+        if candidate.is_dir() and pid_text.isdigit() and not _process_alive(int(pid_text)):
+            shutil.rmtree(candidate, ignore_errors=True)
+            removed.append(candidate)
+    return removed
 
 
 def publish_directory(tmp: str | Path, path: str | Path) -> Path:

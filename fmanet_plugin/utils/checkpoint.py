@@ -29,7 +29,13 @@ def read_checkpoint(path: str) -> Mapping:
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f'checkpoint not found: {path}')
-    ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    try:
+        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as err:  # torch raises KeyError, UnpicklingError, RuntimeError... for non-checkpoints
+        reason = (str(err).strip().splitlines() or [''])[0][:120]
+        raise ValueError(
+            f'{path}: not a PyTorch checkpoint, or a damaged one ({type(err).__name__}: {reason})'
+        ) from None
     if not isinstance(ckpt, Mapping):
         raise ValueError(f'{path}: expected a dict checkpoint, got {type(ckpt).__name__}')
     return ckpt
@@ -93,14 +99,66 @@ def load_weights(model: nn.Module, path: str, param_keys: str | Sequence[str] | 
         str: The checkpoint entry that was loaded.
 
     Raises:
-        ValueError: Listing missing, unexpected and mis-shaped keys, with the file name.
+        ValueError: One line with the file, the counts and first keys of the missing, unexpected and mis-shaped
+            tensors and the likely cause (:func:`state_dict_mismatch`).
     """
     state, key = read_state_dict(path, param_keys)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise ValueError(f'{path} [{key}] does not match the {type(model).__name__} configuration: {err}') from None
+    problem = state_dict_mismatch(model.state_dict(), state)
+    if problem:
+        raise ValueError(f'{path} [{key}] does not match the {type(model).__name__} configuration: {problem}')
+    model.load_state_dict(state, strict=True)
     return key
+
+
+def _listing(items: list[str], limit: int) -> str:
+    return ', '.join(items[:limit]) + (', ...' if len(items) > limit else '')
+
+
+def likely_mismatch_cause(
+    expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor], mis_shaped: list[str]
+) -> str:
+    """A guess at why two FMA-Net state dicts differ: the stage, or the channel count (``dim``)."""
+    model_r = any(k.startswith('net_r.') for k in expected)
+    found_r = any(k.startswith('net_r.') for k in found)
+    found_d = any(k.startswith('net_d.') for k in found)
+    if model_r and found_d and not found_r:
+        return 'stage-1 checkpoint for a stage-2 model (give it as path.pretrain_network_d instead)'
+    if found_r and not model_r and any(k.startswith('net_d.') for k in expected):
+        return 'stage-2 checkpoint for a stage-1 model (set network_g.stage: 2)'
+    if mis_shaped:
+        pairs: dict[tuple[int, int], int] = {}
+        for k in mis_shaped:
+            a, b = found[k].shape, expected[k].shape
+            if a and b and a[0] != b[0]:
+                pairs[(a[0], b[0])] = pairs.get((a[0], b[0]), 0) + 1
+        if pairs:
+            (ckpt_c, model_c), _ = max(pairs.items(), key=lambda item: item[1])
+            return (
+                f'different network size, e.g. a different `dim` (most differ in channels: {ckpt_c} in the '
+                f'checkpoint, {model_c} in the model)'
+            )
+        return 'different network options (kernel sizes, num_seq, num_flow, ...)'
+    return ''
+
+
+def state_dict_mismatch(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor], limit: int = 3) -> str:
+    """One line describing how ``found`` (a checkpoint) differs from ``expected`` (a model's state dict):
+    counts and the first ``limit`` keys of mis-shaped, missing and unexpected tensors and the likely cause;
+    ``''`` when keys and sizes agree."""
+    sizes = [k for k in expected if k in found and tuple(found[k].shape) != tuple(expected[k].shape)]
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    parts = []
+    if sizes:
+        shown = [f'{k} {tuple(found[k].shape)} (checkpoint) vs {tuple(expected[k].shape)} (model)' for k in sizes]
+        parts.append(f'{len(sizes)} tensor(s) differ in size ({_listing(shown, limit)})')
+    for label, keys in (('missing', missing), ('unexpected', unexpected)):
+        if keys:
+            parts.append(f'{len(keys)} {label} key(s) ({_listing(keys, limit)})')
+    if not parts:
+        return ''
+    cause = likely_mismatch_cause(expected, found, sizes)
+    return '; '.join(parts) + (f'; likely a {cause}' if cause else '')
 
 
 def sub_state_dict(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

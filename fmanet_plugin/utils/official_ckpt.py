@@ -9,6 +9,7 @@ convention) instead of the BGR the released model was trained on.
 
 from __future__ import annotations
 
+import os
 import re
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -145,7 +146,13 @@ def load_official_files(paths: list[str]) -> dict:
     """
     merged = {}
     for path in paths:
-        ckpt = torch.load(path, map_location='cpu', weights_only=False)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f'released checkpoint not found: {path}')
+        try:
+            ckpt = torch.load(path, map_location='cpu', weights_only=False)
+        except Exception as err:  # torch raises anything from KeyError to RuntimeError for a non-checkpoint
+            reason = (str(err).strip().splitlines() or [''])[0][:120]
+            raise ValueError(f'{path}: not a PyTorch checkpoint ({type(err).__name__}: {reason})') from None
         if not isinstance(ckpt, Mapping):
             raise ValueError(f'{path}: expected a dict checkpoint, got {type(ckpt).__name__}')
         if 'model_D_state_dict' in ckpt:

@@ -163,7 +163,8 @@ def generate_flows(
     """Compute the flow from every frame to each neighbour within ``radius`` and store it.
 
     ``output`` is either a folder, written as ``<output>/<clip>/<centre>_<neighbour>.npy`` (float32
-    (h, w, 2); each file written atomically, existing files skipped so an interrupted run resumes), or a
+    (h, w, 2); each file written atomically, existing complete files skipped so an interrupted run resumes;
+    damaged ones are computed again), or a
     path ending with ``.lmdb``, built atomically in one go (keys ``clip/<centre>_<neighbour>``).
 
     Args:
@@ -189,7 +190,7 @@ def generate_flows(
         for n in range(max(0, c - radius), min(len(stems), c + radius + 1))
         if n != c
     ]
-    todo = pairs if to_lmdb else [p for p in pairs if not (output / p[0] / f'{p[1]}_{p[2]}.npy').is_file()]
+    todo = pairs if to_lmdb else _pairs_to_compute(pairs, output, frame_root, ext)
     device = next(raft.parameters()).device
     writer = None
     if to_lmdb and todo:
@@ -228,6 +229,40 @@ def generate_flows(
     stats = {'computed': len(todo), 'skipped': len(pairs) - len(todo)}
     get_root_logger().info(f'RAFT flow: {stats["computed"]} pairs computed, {stats["skipped"]} already present')
     return stats
+
+
+def valid_flow_file(path: Path, lr_shape: tuple[int, int]) -> bool:
+    """Whether ``path`` loads as a finite float array of shape ``(*lr_shape, 2)`` (a complete flow file)."""
+    try:
+        flow = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError):
+        return False
+    return isinstance(flow, np.ndarray) and flow.shape == (*lr_shape, 2) and bool(np.isfinite(flow).all())
+
+
+def _pairs_to_compute(
+    pairs: list[tuple[str, str, str]], output: Path, frame_root: Path, ext: str
+) -> list[tuple[str, str, str]]:
+    """The pairs whose ``.npy`` is absent or damaged (unreadable, another shape than the LR frames, NaN/inf)."""
+    shapes: dict[str, tuple[int, int]] = {}
+    todo, damaged = [], []
+    for pair in pairs:
+        clip, centre, neighbour = pair
+        path = output / clip / f'{centre}_{neighbour}.npy'
+        if not path.is_file():
+            todo.append(pair)
+            continue
+        if clip not in shapes:
+            shapes[clip] = tuple(_read_rgb(frame_root / clip / f'{centre}.{ext}').shape[-2:])
+        if not valid_flow_file(path, shapes[clip]):
+            todo.append(pair)
+            damaged.append(path)
+    if damaged:
+        get_root_logger().warning(
+            f'RAFT flow: {len(damaged)} existing file(s) are damaged (unreadable, wrong shape or NaN/inf) and are '
+            f'computed again, e.g. {damaged[0]}'
+        )
+    return todo
 
 
 def _split_by_clip(batch: list[tuple[str, str, str]]) -> list[list[tuple[str, str, str]]]:
