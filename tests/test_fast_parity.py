@@ -134,6 +134,7 @@ def test_released_fixture_both_implementations(official, small_model):
             outputs = model(x, y)
             for released, ours in RELEASED_OUTPUTS.items():
                 expected = to_btchw(official['outputs_eval'][released])
+                assert outputs[ours].shape == expected.shape, (model.impl, ours)
                 assert (outputs[ours] - expected).abs().max().item() <= 1e-5, (model.impl, ours)
             assert (model(x)['output'] - official['output_lr_only']).abs().max().item() <= 1e-5
 
