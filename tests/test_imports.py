@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
 import subprocess
 import sys
@@ -26,10 +27,10 @@ def _is_package(name: str) -> bool:
     return MODULES[name].name == '__init__.py'
 
 
-def _imported_modules(name: str) -> set[str]:
-    """The package modules that module ``name``'s import statements name (anywhere in the file, including
-    ``TYPE_CHECKING`` blocks and function bodies): ``from a.b import c`` names ``a.b.c`` if that is a
-    module, else ``a.b``."""
+def _imported_names(name: str) -> set[str]:
+    """The modules that module ``name``'s import statements name (anywhere in the file, including
+    ``TYPE_CHECKING`` blocks and function bodies): ``from a.b import c`` names ``a.b.c`` if that is a module
+    of the package, else ``a.b``."""
     found = set()
     for node in ast.walk(ast.parse(MODULES[name].read_text())):
         if isinstance(node, ast.Import):
@@ -42,10 +43,12 @@ def _imported_modules(name: str) -> set[str]:
                 base = f'{anchor}.{base}' if base else anchor
             for alias in node.names:
                 found.add(f'{base}.{alias.name}' if f'{base}.{alias.name}' in MODULES else base)
-    return {m for m in found if m in MODULES and m != name}
+    return found - {name}
 
 
-GRAPH = {name: _imported_modules(name) for name in MODULES}
+IMPORTS = {name: _imported_names(name) for name in MODULES}
+GRAPH = {name: {m for m in imported if m in MODULES} for name, imported in IMPORTS.items()}
+EXTERNAL = sorted({m for imported in IMPORTS.values() for m in imported if m.split('.')[0] != 'fmanet_plugin'})
 
 
 def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -94,41 +97,54 @@ def test_archs_and_ops_import_in_one_direction():
     assert {'fmanet_plugin.archs.fmanet_nets', 'fmanet_plugin.archs.fmanet_fast'} <= GRAPH[facade]
 
 
-# Runs in a fresh interpreter: imports the package's third-party dependencies once, then imports every module
-# given on the command line in its own forked child, with the module's parent packages stubbed (their
-# ``__init__`` not run), so that the module's own import statements are the first package code to run.
+# Runs in a fresh interpreter: imports the modules outside the package that the package imports (argv[2], a JSON
+# list) once, then imports each package module of argv[3] (JSON) in its own forked child (one per CPU at a time), its
+# parent packages stubbed (their ``__init__`` not run), so that the module's own import statements are the first
+# package code to run.
 _ISOLATED_IMPORTS = r"""
-import importlib, importlib.machinery, os, runpy, sys, traceback, types
+import importlib, importlib.machinery, json, os, runpy, sys, traceback, types
 
-root, names = sys.argv[1], sys.argv[2:]
+root, external, names = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
 runpy.run_path(os.path.join(root, 'fmanet_plugin', 'compat.py'))  # the torchvision shim basicsr needs
-for dependency in ('torch', 'torchvision', 'numpy', 'cv2', 'basicsr', 'mmengine', 'mmcv'):
+for dependency in external:
     try:
         importlib.import_module(dependency)
-    except ImportError:
+    except ImportError:  # optional, or an attribute named by `from a import b`: the child imports it
         pass
 assert not any(m == 'fmanet_plugin' or m.startswith('fmanet_plugin.') for m in sys.modules)
-failed = []
-for name in names:
-    pid = os.fork()
-    if pid == 0:
-        try:
-            parts = name.split('.')
-            for i in range(1, len(parts)):
-                parent = '.'.join(parts[:i])
-                stub = types.ModuleType(parent)
-                stub.__path__ = [os.path.join(root, *parts[:i])]
-                stub.__spec__ = importlib.machinery.ModuleSpec(parent, None, is_package=True)
-                sys.modules[parent] = stub
-            importlib.import_module(name)
-        except BaseException:
-            traceback.print_exc()
-            sys.stderr.flush()
-            os._exit(1)
-        os._exit(0)
-    if os.waitpid(pid, 0)[1] != 0:
-        failed.append(name)
-print('failed:', ' '.join(failed))
+
+
+def import_alone(name):
+    parts = name.split('.')
+    for i in range(1, len(parts)):
+        parent = '.'.join(parts[:i])
+        stub = types.ModuleType(parent)
+        stub.__path__ = [os.path.join(root, *parts[:i])]
+        stub.__spec__ = importlib.machinery.ModuleSpec(parent, None, is_package=True)
+        sys.modules[parent] = stub
+    importlib.import_module(name)
+
+
+failed, running, pending = [], {}, list(names)
+while pending or running:
+    if pending and len(running) < (os.cpu_count() or 1):
+        name = pending.pop(0)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                import_alone(name)
+            except BaseException:
+                traceback.print_exc()
+                sys.stderr.flush()
+                os._exit(1)
+            os._exit(0)
+        running[pid] = name
+        continue
+    pid, status = os.wait()
+    if status != 0:
+        failed.append(running[pid])
+    del running[pid]
+print('failed:', ' '.join(sorted(failed)))
 sys.exit(1 if failed else 0)
 """
 
@@ -138,7 +154,7 @@ def test_every_module_imports_in_isolation():
     """Each module imports with nothing of the package loaded before it: a module that only works when
     something else was imported first (e.g. the half-initialised partner of an import cycle) fails here."""
     proc = subprocess.run(
-        [sys.executable, '-c', _ISOLATED_IMPORTS, str(ROOT), *MODULES],
+        [sys.executable, '-c', _ISOLATED_IMPORTS, str(ROOT), json.dumps(EXTERNAL), json.dumps(list(MODULES))],
         capture_output=True,
         text=True,
         timeout=600,
