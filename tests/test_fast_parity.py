@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from fmanet_plugin.archs import fmanet_fast
 from fmanet_plugin.archs.fmanet_arch import FMANet
+from fmanet_plugin.archs.fmanet_fast import FastExecutor, MemoryBudgets
 from fmanet_plugin.ops import fgdf_downsample, fgdf_downsample_chunked, fgdf_upsample, fgdf_upsample_rows
 
 import pytest
@@ -23,10 +23,13 @@ CONFIGS = {
 }
 # (batch, height, width): non-square, odd sizes, a frame smaller than the composed 5x5 kernel needs
 SIZES = [(2, 9, 14), (1, 11, 7)]
-ALL_CHUNKS_SMALL = dict(CHUNK_BYTES=1, ATTN_CHUNK_BYTES=1, RESTORE_CHUNK_BYTES=1, PIXEL_CHUNK=5, WARP_FLOWS_PER_PIECE=1)
+# budgets so small that every frame group, row chunk, pixel chunk, warp piece and sample chunk has its minimum size
+SMALLEST_BUDGETS = MemoryBudgets(
+    chunk_bytes=1, attention_chunk_bytes=1, restore_chunk_bytes=1, pixel_chunk=5, warp_flows_per_piece=1
+)
 
 
-def _pair(config: dict, stage: int = 2, seed: int = 0) -> tuple[FMANet, FMANet]:
+def _pair(config: dict, stage: int = 2, seed: int = 0, budgets: MemoryBudgets | None = None) -> tuple[FMANet, FMANet]:
     torch.manual_seed(seed)
     reference = FMANet(impl='reference', stage=stage, **config)
     with torch.no_grad():  # move every parameter off its initial value so that each one matters
@@ -34,6 +37,8 @@ def _pair(config: dict, stage: int = 2, seed: int = 0) -> tuple[FMANet, FMANet]:
             param.add_(0.1 * torch.randn_like(param))
     fast = FMANet(impl='fast', stage=stage, **config)
     fast.load_state_dict(reference.state_dict())
+    if budgets is not None:
+        fast.fast_executor = FastExecutor(budgets)
     return reference, fast
 
 
@@ -58,20 +63,17 @@ def _assert_grad_close(got: torch.Tensor, expected: torch.Tensor, name: str) -> 
     assert (got - expected).abs().max().item() <= 2e-4 * expected.abs().max().item() + 1e-12, name
 
 
-@pytest.fixture(params=[{}, ALL_CHUNKS_SMALL], ids=['default_chunks', 'tiny_chunks'])
-def chunks(request, monkeypatch):
-    """Run with the default memory budgets, and with budgets so small that every frame group, row chunk,
-    pixel chunk, warp piece and sample chunk has its minimum size."""
-    for name, value in request.param.items():
-        monkeypatch.setattr(fmanet_fast, name, value)
+@pytest.fixture(params=[MemoryBudgets(), SMALLEST_BUDGETS], ids=['default_chunks', 'tiny_chunks'])
+def budgets(request) -> MemoryBudgets:
+    """The fast executor's default memory budgets, and the smallest ones."""
     return request.param
 
 
 @pytest.mark.parametrize('name', sorted(CONFIGS))
 @pytest.mark.parametrize('size', SIZES, ids=lambda s: 'x'.join(map(str, s)))
-def test_forward_matches_reference(name, size, chunks):
+def test_forward_matches_reference(name, size, budgets):
     config = CONFIGS[name]
-    reference, fast = _pair(config)
+    reference, fast = _pair(config, budgets=budgets)
     lq, gt = _inputs(config, *size)
     with torch.no_grad():
         _assert_outputs_close(fast.eval()(lq, gt), reference.eval()(lq, gt))
@@ -81,12 +83,12 @@ def test_forward_matches_reference(name, size, chunks):
 
 
 @pytest.mark.parametrize('name', ['tiny', 'bias_t5'])
-def test_gradients_match_reference(name, chunks):
+def test_gradients_match_reference(name, budgets):
     """Gradients against the reference evaluated in float64. (The float32 reference is not the yardstick: with
     one thread its own gradients are up to 1.7e-3 of their maximum away from float64 on ``bias_t5``, while
     with two threads and for the fast path they are within 6e-5.)"""
     config = CONFIGS[name]
-    reference, fast = _pair(config)
+    reference, fast = _pair(config, budgets=budgets)
     lq, gt = _inputs(config, 2, 10, 13)
     grads = []
     for model, dtype in ((reference.double(), torch.float64), (fast, torch.float32)):
@@ -114,8 +116,8 @@ def test_gradients_without_gt_and_input_gradient():
     _assert_grad_close(grads[1], grads[0], 'lq')
 
 
-def test_stage1_matches_reference(chunks):
-    reference, fast = _pair(TINY, stage=1)
+def test_stage1_matches_reference(budgets):
+    reference, fast = _pair(TINY, stage=1, budgets=budgets)
     lq, gt = _inputs(TINY, 2, 9, 11)
     with torch.no_grad():
         _assert_outputs_close(fast(lq, gt), reference(lq, gt))
@@ -132,6 +134,7 @@ def test_released_fixture_both_implementations(official, small_model):
             outputs = model(x, y)
             for released, ours in RELEASED_OUTPUTS.items():
                 expected = to_btchw(official['outputs_eval'][released])
+                assert outputs[ours].shape == expected.shape, (model.impl, ours)
                 assert (outputs[ours] - expected).abs().max().item() <= 1e-5, (model.impl, ours)
             assert (model(x)['output'] - official['output_lr_only']).abs().max().item() <= 1e-5
 
@@ -164,6 +167,18 @@ def test_bad_options_are_named():
         model(lq, outputs=['output'])
     with pytest.raises(ValueError, match='recon'):
         FMANet(**TINY)(lq, outputs=['recon'])
+    bad_options = [
+        ({'dim': 13}, 'divisible by num_flow=3'),
+        ({'num_heads': 5}, 'divisible by num_heads=5'),
+        ({'num_seq': 4}, 'num_seq must be odd'),
+        ({'ds_kernel_size': 7}, 'ds_kernel_size - scale must be even'),
+        ({'us_kernel_size': 4}, 'us_kernel_size must be odd'),
+        ({'scale': 2}, 'scale must be 4'),
+        ({'stage': 3}, 'stage must be 1'),
+    ]
+    for options, message in bad_options:
+        with pytest.raises(ValueError, match=message):
+            FMANet(**{**TINY, **options})
 
 
 @pytest.mark.parametrize('with_ones', [False, True])

@@ -1,10 +1,14 @@
-"""Warping and flow-guided dynamic filtering against hand-computed cases and invariants."""
+"""Warping, flow-guided dynamic filtering and the chunked-execution primitives against hand-computed cases,
+invariants and the whole-tensor torch operations they split up."""
 
 from __future__ import annotations
 
 import fmanet_plugin  # noqa: F401
 from fmanet_plugin.ops import fgdf_downsample, fgdf_upsample, normalize_restoration_kernels, warp_image, warp_multi_flow
+from fmanet_plugin.ops.chunked import ExecutionMode, FrameGroups, conv3d_frames, conv3x3_rows
+from fmanet_plugin.ops.pointwise import fold_frames, fold_frames_into, pointwise_sum
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -142,3 +146,92 @@ def test_gradients_flow_through_all_inputs():
     (down.square().mean() + up.square().mean()).backward()
     for tensor in (hr, kd_logits, flow_mask, lr, kr):
         assert tensor.grad is not None and tensor.grad.abs().sum() > 0
+
+
+IN_PLACE = ExecutionMode(in_place=True, autograd=False, autocast=False, channels_last=True)
+OUT_OF_PLACE = ExecutionMode(in_place=False, autograd=True, autocast=False, channels_last=False)
+
+
+def test_execution_mode_is_in_place_only_for_cpu_inference():
+    x = torch.zeros(1)
+    with torch.no_grad():
+        assert ExecutionMode.for_inputs(x).in_place
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            assert not ExecutionMode.for_inputs(x).in_place
+    assert not ExecutionMode.for_inputs(x).in_place
+    acc = torch.ones(3)
+    assert IN_PLACE.add(acc, torch.ones(3)) is acc and torch.equal(acc, torch.full((3,), 2.0))
+    assert OUT_OF_PLACE.add(acc, torch.ones(3)) is not acc and torch.equal(acc, torch.full((3,), 2.0))
+    assert IN_PLACE.row_chunks(5, 10, 25) == [(0, 2), (2, 4), (4, 5)]
+    assert OUT_OF_PLACE.row_chunks(5, 10, 25) == [(0, 5)]
+
+
+@pytest.mark.parametrize('rows', [1, 2, 5])
+def test_conv3x3_rows_assemble_the_whole_convolution(rows):
+    x = torch.randn(2, 6, 7, 5)
+    weight, bias = torch.randn(6, 3, 3, 3), torch.randn(6)
+    expected = F.conv2d(x, weight, bias, padding=1, groups=2)
+    # each range gets only the input rows it needs (one halo row each side inside the image)
+    parts = [
+        conv3x3_rows(x[:, :, max(lo - 1, 0) : hi + 1], max(lo - 1, 0), 7, lo, hi, weight, bias, groups=2)
+        for lo, hi in [(r, min(r + rows, 7)) for r in range(0, 7, rows)]
+    ]
+    assert torch.allclose(torch.cat(parts, dim=2), expected, atol=1e-5)
+
+
+def _conv3d_frames_of(groups: FrameGroups, frames: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> list:
+    conv = torch.nn.Conv3d(weight.shape[1], weight.shape[0], 3, padding=1)
+    with torch.no_grad():
+        conv.weight.copy_(weight)
+        conv.bias.copy_(bias)
+        return conv3d_frames(conv, groups.split(frames), groups, IN_PLACE)
+
+
+@pytest.mark.parametrize('budget', [1, 10**9], ids=['frame_per_group', 'one_group'])
+def test_conv3d_frames_is_conv3d_with_temporal_zero_padding(budget):
+    b, t, c, h, w = 2, 3, 4, 5, 6
+    frames = torch.randn(b * t, c, h, w)
+    weight, bias = torch.randn(5, c, 3, 3, 3), torch.randn(5)
+    groups = FrameGroups(b, t, h, w, c, budget)
+    got = groups.gather(_conv3d_frames_of(groups, frames, weight, bias))
+    clip = frames.view(b, t, c, h, w).transpose(1, 2)
+    expected = F.conv3d(clip, weight, bias, padding=1).transpose(1, 2).reshape(b * t, 5, h, w)
+    assert torch.allclose(got, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize('mode', [IN_PLACE, OUT_OF_PLACE], ids=['in_place', 'out_of_place'])
+def test_pointwise_sum_is_a_1x1_convolution_of_the_concatenation(mode):
+    parts = [torch.randn(2, c, 3, 4).contiguous(memory_format=torch.channels_last) for c in (3, 5)]
+    weights = [torch.randn(6, 3), torch.randn(6, 5)]
+    bias = torch.randn(6)
+    residual = torch.randn(2, 6, 3, 4).contiguous(memory_format=torch.channels_last)
+    expected = F.conv2d(torch.cat(parts, dim=1), torch.cat(weights, dim=1)[:, :, None, None], bias) + residual
+    with torch.no_grad():
+        got = pointwise_sum(parts, weights, mode, pixel_chunk=5, bias=bias, residual=residual)
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_pointwise_sum_may_write_over_its_input():
+    x = torch.randn(1, 4, 3, 5).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(4, 4)
+    expected = F.conv2d(x, weight[:, :, None, None])
+    got = pointwise_sum([x], [weight], IN_PLACE, pixel_chunk=4, out=x)
+    assert got is x and torch.allclose(x, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize('budget', [1, 2 * 4 * 3 * 4 * 4, 10**9], ids=['frame', 'two_frames', 'all'])
+def test_fold_frames_is_a_1x1_convolution_of_frames_in_channels(budget):
+    """Frame groups may straddle samples; channel ``c * t + frame`` of the fold is frame ``frame``'s channel ``c``."""
+    b, t, c, h, w = 2, 3, 3, 4, 4
+    frames = torch.randn(b * t, c, h, w)
+    weight, bias, previous = torch.randn(5, c * t), torch.randn(5), torch.randn(5, 5)
+    groups = FrameGroups(b, t, h, w, c, budget)
+    folded = frames.view(b, t, c, h, w).transpose(1, 2).reshape(b, c * t, h, w)
+    expected = F.conv2d(folded, weight[:, :, None, None], bias)
+    got = fold_frames(groups.split(frames), groups, weight, OUT_OF_PLACE, bias=bias)
+    assert torch.allclose(got.view(b, 5, h, w), expected, atol=1e-5)
+    # in place, after ``previous`` times the current content (the incoming ``Fw`` of an FRMA block)
+    start = torch.randn(b, 5, h, w)
+    with torch.no_grad():
+        out = fold_frames_into(start.clone(), groups.split(frames), groups, weight, 7, bias, previous)
+    assert torch.allclose(out, expected + F.conv2d(start, previous[:, :, None, None]), atol=1e-5)

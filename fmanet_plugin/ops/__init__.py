@@ -1,4 +1,8 @@
-"""Differentiable building blocks of FMA-Net: occlusion-aware warping and flow-guided dynamic filtering."""
+"""Model-agnostic operators: occlusion-aware warping and flow-guided dynamic filtering (exported here), and the
+chunked-execution primitives of :mod:`~fmanet_plugin.ops.chunked` and :mod:`~fmanet_plugin.ops.pointwise`.
+
+Nothing in ``ops`` imports from ``archs``.
+"""
 
 from .fgdf import (
     fgdf_downsample,
