@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os.path as osp
 
-from fmanet_plugin.train import TrainingError
+from fmanet_plugin.train.training_error import TrainingError
 from fmanet_plugin.utils.checkpoint import state_dict_mismatch
 
 import torch

@@ -1,7 +1,5 @@
 """Reliable BasicSR training: exact resume, crash-safe checkpoints, elastic restarts, divergence stops."""
 
-from __future__ import annotations
+from fmanet_plugin.train.training_error import TrainingError
 
-
-class TrainingError(RuntimeError):
-    """An expected training failure; ``tools/train.py`` prints its message as one line and exits non-zero."""
+__all__ = ['TrainingError']

@@ -12,11 +12,10 @@ import os
 import re
 from pathlib import Path
 
+from fmanet_plugin.train.training_error import TrainingError
 from fmanet_plugin.utils import atomic_io
 
 import torch
-
-from . import TrainingError
 
 
 def state_iterations(state_dir: str | os.PathLike) -> list[int]:

@@ -25,6 +25,7 @@ import os.path as osp
 import time
 
 from fmanet_plugin.data.resumable_sampler import ResumableSampler
+from fmanet_plugin.train.training_error import TrainingError
 from fmanet_plugin.utils.options import prepare_options
 
 import torch
@@ -45,7 +46,6 @@ from basicsr.utils import (
 )
 from basicsr.utils.options import copy_opt_file, dict2str, parse_options
 
-from . import TrainingError
 from .checkpoints import check_keep, find_resume_state, prune_checkpoints, remove_temporary_files
 from .elastic import restart_count
 from .rng_state import gather_rng, restore_rank_rng, rng_untouched

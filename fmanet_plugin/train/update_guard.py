@@ -18,10 +18,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+from fmanet_plugin.train.training_error import TrainingError
+
 import torch
 from torch import nn
-
-from . import TrainingError
 
 DEFAULT_MAX_UPDATE_RATIO = 1.0
 

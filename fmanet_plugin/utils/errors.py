@@ -37,7 +37,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     except ImportError:  # pragma: no cover
         pass
     with contextlib.suppress(ImportError):  # the BasicSR side works without mmengine
-        from fmanet_plugin.train import TrainingError
+        from fmanet_plugin.train.training_error import TrainingError
 
         errors.append(TrainingError)
     return tuple(errors)
