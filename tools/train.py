@@ -7,7 +7,9 @@ Usage:
     (mmengine configs: see README "The OpenMMLab way" and ``fmanet_plugin/mm/train.py``)
 
 Experiments, logs and tensorboard files go to ``experiments/`` and ``tb_logger/`` under the current
-directory. Runs on CPU (``num_gpu: 0``, gloo when distributed), one GPU or many (NCCL).
+directory. Runs on CPU (``num_gpu: 0``, gloo when distributed), one GPU or many (NCCL). On the CPU the
+number of torch threads follows the machine's free cores and the batch size (``fmanet_plugin.utils.threads``;
+re-checked every 10 s by the BasicSR model) unless ``OMP_NUM_THREADS`` is set.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import sys
 
 import fmanet_plugin  # noqa: F401  (registers the plugin; basicsr import shim)
 from fmanet_plugin.compat import patch_basicsr_training
+from fmanet_plugin.utils.threads import set_num_threads
 
 
 def mmengine_argv(argv: list[str]) -> list[str] | None:
@@ -30,6 +33,7 @@ def mmengine_argv(argv: list[str]) -> list[str] | None:
 
 
 def main() -> None:
+    set_num_threads()  # free cores now; FMANetModel refines it with the batch size and re-checks during training
     mm_argv = mmengine_argv(sys.argv[1:])
     if mm_argv is not None:
         from fmanet_plugin.mm.train import main as train_with_mmengine
