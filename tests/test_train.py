@@ -75,6 +75,9 @@ def test_stage1_then_stage2_picks_up_net_d(workdir):
     log2 = train(workdir, opt2)
     assert 'Loaded stage-1 Net_D' in log2 and 'l_restoration' in log2
     assert '# psnr' in log2 and '# ssim' in log2 and '# tof' in log2
+    # validated once at total_iter (4): basicsr's final validation would repeat it labelled with iteration 5+
+    assert log2.count('# psnr') == 1 and '@ 4 iter' in log2 and '@ 5 iter' not in log2
+    assert 'CPU threads: 1 (OMP_NUM_THREADS=1)' in log2
     stage2 = torch.load(models(workdir, 'tiny_s2') / 'net_g_latest.pth')['params']
     for key, value in stage1.items():
         assert torch.equal(stage2[key], value), key
