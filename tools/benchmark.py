@@ -480,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(markdown, os.path.join(args.out_dir, 'benchmark.md'))
     atomic_write_text(json.dumps(rows, indent=2), os.path.join(args.out_dir, 'benchmark.json'))
     title = f'LR {args.size[0]}x{args.size[1]} x{SCALE}, {resolve_device(args.device)}, per output frame'
+    title += ', small variants (--small)' if args.small else ', published configurations'
     render_plot(rows, os.path.join(args.out_dir, 'benchmark.png'), title)
     logger.info('\n' + markdown)
     return 1 if any('error' in r for r in rows) else 0
