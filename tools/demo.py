@@ -85,7 +85,7 @@ def evaluate(stage2_opt: dict, checkpoint: Path) -> tuple[dict, dict]:
     Returns:
         ``scores``: method -> {psnr, ssim, tof, phase_ratio} (means over frames, tOF over clips), plus
         ``flow`` -> {epe, zero_epe} for Net_D's image flow of interior frames against the exact flow;
-        ``shown``: images (BGR uint8) of the middle frame of the first validation clip.
+        ``shown``: images (BGR uint8) of the middle frame of the first validation clip, and ``psnr`` -> their PSNR.
     """
     scale = int(stage2_opt['scale'])
     net = build_network(dict(stage2_opt['network_g']))
@@ -125,6 +125,8 @@ def evaluate(stage2_opt: dict, checkpoint: Path) -> tuple[dict, dict]:
             lr = tensor2img(lq[centre])
             shown = {'lr': cv2.resize(lr, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST), **images}
             shown['gt'] = gt
+            shown['psnr'] = {name: per_frame[name][-1][0] for name in images}
+            shown['name'] = sample['key']
     scores = {}
     for name in ('FMA-Net', 'bicubic'):
         outs = [f for clip in frames[name].values() for f in clip]
@@ -214,19 +216,20 @@ def main(argv: list[str] | None = None) -> int:
     set_num_threads(3 * 48 * 64 * int(net_opt.get('dim', 90)), get_root_logger())
     scores, shown = evaluate(stage2_opt, checkpoint)
     times['evaluation'] = time.time() - eval_start
-    fma, bic = scores['FMA-Net'], scores['bicubic']
     png = Path(args.results) / 'side_by_side.png'
     png.parent.mkdir(parents=True, exist_ok=True)
     tmp = png.with_name(f'.{png.name}.tmp.png')
     labels = [
-        'blurry LR input (nearest x4)',
-        f'bicubic (clip mean {bic["psnr"]:.2f} dB)',
-        f'FMA-Net (clip mean {fma["psnr"]:.2f} dB)',
+        f'blurry LR input, nearest x4 ({shown["name"]})',
+        f'bicubic ({shown["psnr"]["bicubic"]:.2f} dB)',
+        f'FMA-Net ({shown["psnr"]["FMA-Net"]:.2f} dB)',
         'ground truth',
     ]
-    cv2.imwrite(str(tmp), side_by_side([shown[k] for k in ('lr', 'bicubic', 'FMA-Net', 'gt')], labels))
+    panels = side_by_side([shown[k] for k in ('lr', 'bicubic', 'FMA-Net', 'gt')], labels)
+    cv2.imwrite(str(tmp), panels, [cv2.IMWRITE_PNG_COMPRESSION, 9])
     os.replace(tmp, png)
-    print(f'\nDemo finished in {time.time() - start:.0f} s (' + ', '.join(f'{k} {v:.0f} s' for k, v in times.items()))
+    parts = ', '.join(f'{k} {v:.0f} s' for k, v in times.items())
+    print(f'\nDemo finished in {time.time() - start:.0f} s ({parts})')
     print(f'Held-out validation clips ({stage2_opt["datasets"]["val"]["meta_info_file"]}), RGB, border 4:\n')
     print(format_table(scores) + '\n')
     print('\n'.join(check_targets(scores)))
