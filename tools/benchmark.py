@@ -3,7 +3,7 @@ given checkpoints and a test set, PSNR / SSIM / tOF on the same frames.
 
 Examples:
     python tools/benchmark.py                                   # all models, LR 64x64, device auto
-    python tools/benchmark.py --models FMANet,BasicVSR --small --size 32x32 --runs 3
+    python tools/benchmark.py --models FMANet,BasicVSR --small --size 64x64 --runs 3
     python tools/benchmark.py --models FMANet,Bicubic --ckpt FMANet=FMANet_REDS.pth \\
         --lq-root datasets/REDS/train_blur_bicubic/X4 --gt-root datasets/REDS/train_sharp --clips 000,011,015,020
 
