@@ -122,4 +122,5 @@ def test_torchrun_two_processes_gloo(workdir):
     assert 'ranks hold identical weights' in proc.stdout
     from fmanet_plugin.archs.fmanet_arch import FMANet
 
-    FMANet(**TINY_NET).load_state_dict(checkpoint, strict=True)
+    network = {k: v for k, v in yaml.safe_load(opt_path.read_text())['network_g'].items() if k != 'type'}
+    FMANet(**network).load_state_dict(checkpoint, strict=True)

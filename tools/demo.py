@@ -198,14 +198,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--stage1', default=str(ROOT / 'options/demo_stage1.yml'))
     parser.add_argument('--stage2', default=str(ROOT / 'options/demo_stage2.yml'))
-    parser.add_argument('--data', default='datasets/demo', help='demo clips (generated if missing)')
     parser.add_argument('--results', default='results/demo', help='folder of the side-by-side PNG')
     parser.add_argument('--skip-training', action='store_true', help='evaluate the existing stage-2 checkpoint')
     args = parser.parse_args(argv)
     warnings.filterwarnings('ignore', message='torch.meshgrid', category=UserWarning)
     python, start, times = sys.executable, time.time(), {}
-    if not (Path(args.data) / 'sources.txt').exists():  # missing, or built by an older make_demo_data.py
-        times['data'] = run([python, str(ROOT / 'tools/make_demo_data.py'), '--out', args.data, '--force'])
+    stage1_opt = yaml.safe_load(Path(args.stage1).read_text())
+    data = Path(stage1_opt['datasets']['train']['meta_info_file']).parent  # the clips the option files read
+    if not (data / 'sources.txt').exists():  # missing, or built by an older make_demo_data.py
+        times['data'] = run([python, str(ROOT / 'tools/make_demo_data.py'), '--out', str(data), '--force'])
     if not args.skip_training:
         times['stage 1'] = run([python, str(ROOT / 'tools/train.py'), '-opt', args.stage1])
         times['stage 2'] = run([python, str(ROOT / 'tools/train.py'), '-opt', args.stage2])
