@@ -21,7 +21,10 @@ def workdir(tmp_path_factory):
     """A folder with tiny demo clips in datasets/demo (tools/make_demo_data.py)."""
     root = tmp_path_factory.mktemp('train')
     cmd = [sys.executable, str(ROOT / 'tools/make_demo_data.py'), '--out', str(root / 'datasets/demo')]
-    subprocess.run(cmd + ['--num-clips', '3', '--num-frames', '5', '--height', '64', '--width', '64'], check=True)
+    subprocess.run(
+        cmd + ['--num-clips', '3', '--val-clips', '1', '--num-frames', '5', '--height', '64', '--width', '64'],
+        check=True,
+    )
     return root
 
 
