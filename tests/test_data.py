@@ -443,10 +443,15 @@ def _read(path: Path) -> torch.Tensor:
 
 def test_make_demo_data_layout_and_exact_flow(tmp_path):
     out = tmp_path / 'demo'
-    demo_tool.make_demo_data(demo_tool.parse_args(['--out', str(out)]))
+    args = ['--num-clips', '4', '--val-clips', '1', '--height', '128', '--width', '160']
+    demo_tool.make_demo_data(demo_tool.parse_args(['--out', str(out), *args]))
     assert sorted(p.name for p in tmp_path.iterdir()) == ['demo']  # built atomically, nothing else left
     assert (out / 'meta_info_train.txt').read_text() == ''.join(f'{c} 8 (128,160,3)\n' for c in ('000', '001', '002'))
     assert (out / 'meta_info_val.txt').read_text() == '003 8 (128,160,3)\n'
+    sources = [line.split() for line in (out / 'sources.txt').read_text().splitlines()]
+    assert [clip for clip, _, _ in sources] == ['000', '001', '002', '003']
+    assert [split for _, _, split in sources] == ['train'] * 3 + ['val']
+    assert sources[3][1] not in {photo for _, photo, _ in sources[:3]}  # validation footage never trained on
     for folder, hw in [
         ('train_blur_bicubic/X4', (32, 40)),
         ('train_sharp_bicubic/X4', (32, 40)),
@@ -498,7 +503,7 @@ def test_make_demo_data_is_deterministic(tmp_path):
     first = demo_tool.make_demo_data(demo_tool.parse_args([*args, '--out', str(tmp_path / 'a')]))
     second = demo_tool.make_demo_data(demo_tool.parse_args([*args, '--out', str(tmp_path / 'b')]))
     files = sorted(p.relative_to(first) for p in first.rglob('*') if p.is_file())
-    assert files == sorted(p.relative_to(second) for p in second.rglob('*') if p.is_file()) and len(files) == 2 + 2 * (
+    assert files == sorted(p.relative_to(second) for p in second.rglob('*') if p.is_file()) and len(files) == 3 + 2 * (
         9 + 6
     )
     assert all((first / f).read_bytes() == (second / f).read_bytes() for f in files)

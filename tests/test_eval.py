@@ -440,9 +440,12 @@ def test_visualize_writes_pngs(tmp_path, vsrdb_folder, tiny_ckpt):
         img = cv2.imread(str(out / f'{name}.png'))
         assert img is not None and img.size > 0, name
     strip = cv2.imread(str(out / 'strip.png'))
-    assert strip.shape == (64, 4 * 64 + 3 * 4, 3)  # input, bicubic, output, GT with 4 px gaps
+    assert strip.shape == (20 + 64, 4 * 64 + 3 * 4, 3)  # labels over input, bicubic, output, GT; 4 px gaps
     gt = cv2.imread(str(vsrdb_folder / 'gt' / '000' / '00000000.png'))
-    np.testing.assert_array_equal(strip[:, -64:], gt)
+    np.testing.assert_array_equal(strip[20:, -64:], gt)
+    for k in range(4):  # every panel has a label: dark text on a white bar
+        bar = strip[:20, k * 68 : k * 68 + 64]
+        assert (bar < 128).any() and (bar == 255).mean() > 0.5
 
 
 def test_visualize_kernels_are_normalised():

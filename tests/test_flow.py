@@ -50,7 +50,7 @@ def demo_clip(tmp_path_factory):
     demo = load_tool('make_demo_data')
     out = tmp_path_factory.mktemp('demo') / 'demo'
     return demo.make_demo_data(
-        demo.parse_args(['--out', str(out), '--num-clips', '1', '--val-clips', '0', '--num-frames', '3'])
+        demo.parse_args(f'--out {out} --num-clips 1 --val-clips 0 --num-frames 3 --height 128 --width 160'.split())
     )
 
 

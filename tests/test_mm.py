@@ -66,13 +66,13 @@ def data_root(tmp_path_factory) -> Path:
     """Tiny demo clips: 3 clips x 5 frames, HR 64x64 (clips 000-001 train, 002 validation)."""
     demo = load_tool('make_demo_data')
     out = tmp_path_factory.mktemp('mm') / 'tiny'
-    args = ['--out', str(out), '--num-clips', '3', '--num-frames', '5', '--height', '64', '--width', '64']
+    args = ['--out', str(out), *'--num-clips 3 --val-clips 1 --num-frames 5 --height 64 --width 64'.split()]
     return demo.make_demo_data(demo.parse_args(args))
 
 
 def tiny_overrides(data_root: Path, name: str, stage: int, max_iters: int, **extra) -> dict:
     """Config overrides turning a demo config into a tiny, fast run on ``data_root``."""
-    overrides = {f'model.generator.{k}': v for k, v in TINY_NET.items()}
+    overrides = {f'model.generator.{k}': v for k, v in {'bias': False, **TINY_NET}.items()}  # FMANet(**TINY_NET)
     overrides.update(
         {
             'experiment_name': name,  # one Runner per name in a process (logger, message hub)

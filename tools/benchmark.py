@@ -3,7 +3,7 @@ given checkpoints and a test set, PSNR / SSIM / tOF on the same frames.
 
 Examples:
     python tools/benchmark.py                                   # all models, LR 64x64, device auto
-    python tools/benchmark.py --models FMANet,BasicVSR --small --size 32x32 --runs 3
+    python tools/benchmark.py --models FMANet,BasicVSR --small --size 64x64 --runs 3
     python tools/benchmark.py --models FMANet,Bicubic --ckpt FMANet=FMANet_REDS.pth \\
         --lq-root datasets/REDS/train_blur_bicubic/X4 --gt-root datasets/REDS/train_sharp --clips 000,011,015,020
 
@@ -450,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(markdown, os.path.join(args.out_dir, 'benchmark.md'))
     atomic_write_text(json.dumps(rows, indent=2), os.path.join(args.out_dir, 'benchmark.json'))
     title = f'LR {args.size[0]}x{args.size[1]} x{SCALE}, {resolve_device(args.device)}, per output frame'
+    title += ', small variants (--small)' if args.small else ', published configurations'
     render_plot(rows, os.path.join(args.out_dir, 'benchmark.png'), title)
     logger.info('\n' + markdown)
     return 1 if any('error' in r for r in rows) else 0

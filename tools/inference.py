@@ -34,6 +34,7 @@ from fmanet_plugin.utils.errors import main_entry
 from fmanet_plugin.utils.frame_io import FrameSource
 from fmanet_plugin.utils.restorer import COLOR_ORDERS, CentreFrameRestorer
 from fmanet_plugin.utils.runtime import build_network_from_opt, get_tool_logger, resolve_device
+from fmanet_plugin.utils.threads import set_num_threads
 from fmanet_plugin.utils.video_io import VIDEO_EXTENSIONS, VideoWriter, is_video_path
 
 import numpy as np
@@ -160,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # windows of (name, frame) pairs: the centre's name names the output
         for window in tqdm(iter_windows(source, num_seq), total=source.count, unit='frame', dynamic_ncols=True):
+            if written == 0 and device.type == 'cpu':  # CPU threads for this frame size and the machine's load
+                h, w = window[0][1].shape[:2]
+                pixels = min(h * w, args.tile**2) if args.tile else h * w
+                set_num_threads(num_seq * pixels * int(opt['network_g'].get('dim', 90)), logger)
             output = restorer(frame_to_tensor([frame for _, frame in window]), input_color='bgr')
             sink.write(window[num_seq // 2][0], tensor2img(output[0].cpu(), rgb2bgr=False))
             written += 1

@@ -9,7 +9,9 @@ Usage:
 Experiments, logs and tensorboard files go to ``experiments/`` and ``tb_logger/`` under the current
 directory. Runs on CPU (``num_gpu: 0``, gloo when distributed), one GPU or many (NCCL). ``.yml`` runs resume
 exactly, survive kills during checkpoint writes and restart under ``torchrun --max-restarts``
-(``fmanet_plugin.train.pipeline``; README, "When things go wrong").
+(``fmanet_plugin.train.pipeline``; README, "When things go wrong"). On the CPU the number of torch threads
+follows the machine's free cores and the batch size (``fmanet_plugin.utils.threads``; re-checked every 10 s by
+the BasicSR model) unless ``OMP_NUM_THREADS`` is set.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import fmanet_plugin  # noqa: F401  (registers the plugin; basicsr import shim)
 from fmanet_plugin.compat import patch_basicsr_training
 from fmanet_plugin.train.elastic import exit_with_launcher
 from fmanet_plugin.utils.errors import main_entry
+from fmanet_plugin.utils.threads import set_num_threads
 
 
 def mmengine_argv(argv: list[str]) -> list[str] | None:
@@ -35,6 +38,7 @@ def mmengine_argv(argv: list[str]) -> list[str] | None:
 
 def train(argv: list[str]) -> None:
     mm_argv = mmengine_argv(argv)
+    set_num_threads()  # free cores now; FMANetModel refines it with the batch size and re-checks during training
     if mm_argv is not None:
         from fmanet_plugin.mm.train import main as train_with_mmengine
 

@@ -15,7 +15,8 @@ Figures (PNG, written atomically to ``-o``), captured with forward hooks (the mo
   each ``--pixels`` position, one ``k_d x k_d`` map per frame;
 * ``kernels_r.png``: restoration kernels ``K_R`` (``net_r.kernel_head``; normalised as in FGDF upsampling, taps of
   each sub-pixel sum to 1) at each position: per frame an ``s x s`` mosaic of the sub-pixel ``k_r x k_r`` kernels;
-* ``strip.png``: the ROI of the centre input (nearest x4, positions marked), bicubic x4, output and GT.
+* ``strip.png``: the ROI of the centre input (nearest x4, positions marked), bicubic x4, output and GT, each
+  under a label.
 
 ``--roi y,x,h,w`` (LR pixels) crops the input before the model runs (keeps CPU runs short); ``--pixels`` are
 ``y,x`` positions inside the ROI (default: its centre).
@@ -48,6 +49,11 @@ from basicsr.utils import tensor2img
 from basicsr.utils.options import ordered_yaml
 from torchvision.utils import flow_to_image
 
+KD_TITLE = 'Net_D degradation kernels K_D (softmax over all frames x k_d x k_d taps)'
+KR_TITLE = (
+    'Net_R restoration kernels K_R: per frame the s x s sub-pixel k_r x k_r kernels\n'
+    '(the taps of each sub-pixel sum to 1 over all frames)'
+)
 HOOKED = {
     'flow_d': 'net_d.image_flow_head',
     'flow_r': 'net_r.image_flow_refine',
@@ -132,7 +138,8 @@ def plot_kernels(
     import matplotlib.pyplot as plt
 
     t = maps[0].shape[0]
-    fig, axes = plt.subplots(len(maps), t, figsize=(3 * t, 3 * len(maps)), squeeze=False)
+    fig, axes = plt.subplots(len(maps), t, figsize=(3 * t + 1, 3 * len(maps) + 0.6), squeeze=False)
+    fig.suptitle(title, fontsize=10)
     for row, (kernel, pixel) in enumerate(zip(maps, pixels)):
         limit = float(np.abs(kernel).max())
         for col in range(t):
@@ -140,7 +147,18 @@ def plot_kernels(
                 image = axes[row, col].imshow(kernel[col], cmap='RdBu_r', vmin=-limit, vmax=limit)
             else:
                 image = axes[row, col].imshow(kernel[col], cmap='viridis', vmin=0, vmax=limit)
-            axes[row, col].set_title(f'{title} at (y={pixel[0]}, x={pixel[1]}), frame {col}', fontsize=8)
+            axes[row, col].set_title(f'frame {col}', fontsize=9)
+            if col == 0:  # the row's LR pixel, left of its first panel (axes are off, so no ylabel)
+                axes[row, col].text(
+                    -0.06,
+                    0.5,
+                    f'LR pixel y={pixel[0]}, x={pixel[1]}',
+                    transform=axes[row, col].transAxes,
+                    rotation=90,
+                    ha='right',
+                    va='center',
+                    fontsize=9,
+                )
             for edge in range(block or 0, kernel.shape[-1], block or 1):
                 axes[row, col].axhline(edge - 0.5, color='k', linewidth=0.8)
                 axes[row, col].axvline(edge - 0.5, color='k', linewidth=0.8)
@@ -160,8 +178,27 @@ def make_strip(lq_centre: np.ndarray, output: np.ndarray, gt: np.ndarray | None,
     bicubic = F.interpolate(lq_tensor, scale_factor=scale, mode='bicubic', align_corners=False)
     bicubic = tensor2img(bicubic[0], rgb2bgr=False)
     panels = [nearest, bicubic, output] + ([gt] if gt is not None else [])
-    gap = np.full((h * scale, 4, 3), 255, np.uint8)
+    labels = [
+        (f'input, nearest x{scale} (+ kernel pixels)', 'input'),
+        (f'bicubic x{scale}', 'bicubic'),
+        ('FMA-Net output', 'FMA-Net'),
+        ('ground truth', 'GT'),
+    ]
+    panels = [np.concatenate([_label_bar(label, panel.shape[1]), panel]) for panel, label in zip(panels, labels)]
+    gap = np.full((panels[0].shape[0], 4, 3), 255, np.uint8)
     return np.concatenate([p for panel in panels for p in (panel, gap)][:-1], axis=1)
+
+
+def _label_bar(labels: tuple[str, ...], width: int, height: int = 20) -> np.ndarray:
+    """White (height, width, 3) bar with the first of ``labels`` that fits the width (the last one shrunk)."""
+    bar = np.full((height, width, 3), 255, np.uint8)
+    for label in labels:
+        text_width = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)[0][0]
+        if text_width <= width - 6:
+            break
+    font_scale = min(0.45, 0.45 * (width - 6) / max(text_width, 1))
+    cv2.putText(bar, label, (3, height - 6), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return bar
 
 
 def parse_pair(text: str, count: int, what: str) -> tuple[int, ...]:
@@ -252,10 +289,10 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.out_dir)
     atomic_write_bytes(_figure_png(plot_flows(captured)), str(out_dir / 'flows.png'))
     kd = [degradation_kernels(captured['kernel_d'], p) for p in pixels]
-    atomic_write_bytes(_figure_png(plot_kernels(kd, pixels, 'K_D', False)), str(out_dir / 'kernels_d.png'))
+    atomic_write_bytes(_figure_png(plot_kernels(kd, pixels, KD_TITLE, False)), str(out_dir / 'kernels_d.png'))
     if 'kernel_r' in captured:
         kr = [restoration_kernels(captured['kernel_r'], p, scale) for p in pixels]
-        figure = plot_kernels(kr, pixels, 'K_R (s x s sub-pixel kernels)', True, block=kr[0].shape[-1] // scale)
+        figure = plot_kernels(kr, pixels, KR_TITLE, True, block=kr[0].shape[-1] // scale)
         atomic_write_bytes(_figure_png(figure), str(out_dir / 'kernels_r.png'))
     atomic_imwrite(make_strip(window[num_seq // 2], output, gt, pixels, scale), str(out_dir / 'strip.png'))
     logger.info(f'visualize: frame {centre} of {args.input} -> {out_dir}')

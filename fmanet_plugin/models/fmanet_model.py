@@ -13,6 +13,7 @@ from fmanet_plugin.metrics.clip_eval import ClipEvaluator
 from fmanet_plugin.train.update_guard import DEFAULT_MAX_UPDATE_RATIO, UpdateGuard
 from fmanet_plugin.utils.atomic_io import atomic_imwrite, atomic_torch_save
 from fmanet_plugin.utils.checkpoint import read_state_dict, state_dict_mismatch, sub_state_dict
+from fmanet_plugin.utils.threads import ThreadGovernor
 
 import numpy as np
 import torch
@@ -76,6 +77,19 @@ class FMANetModel(SRModel):
         self.objective = FMANetObjective(train_opt, self.stage).to(self.device)
         self.setup_optimizers()
         self.setup_schedulers()
+        self.thread_governor = None  # CPU threads follow the load (fmanet_plugin.utils.threads)
+        if self.device.type == 'cpu':
+            self.thread_governor = ThreadGovernor(self._work_size(), logger=get_root_logger())
+
+    def _work_size(self) -> int | None:
+        """Elements of one feature map of a training batch (b * t * h * w * dim at LR), for the CPU thread rule."""
+        data_opt = self.opt.get('datasets', {}).get('train', {})
+        gt_size, scale = data_opt.get('gt_size'), self.opt.get('scale', 4)
+        if not gt_size:
+            return None
+        frames = data_opt.get('num_frame', self.opt['network_g'].get('num_seq', 3))
+        dim = self.opt['network_g'].get('dim', 90)
+        return data_opt.get('batch_size_per_gpu', 1) * frames * (gt_size // scale) ** 2 * dim
 
     def _init_ema(self) -> None:
         """``net_g_ema`` as in SRModel: ``params_ema`` of ``pretrain_network_g`` if given, else a copy of net_g."""
@@ -157,6 +171,8 @@ class FMANetModel(SRModel):
             self.gt = self.batch['gt']
 
     def optimize_parameters(self, current_iter: int) -> None:
+        if self.thread_governor is not None:
+            self.thread_governor.step()
         for optimizer in self.optimizers:
             optimizer.zero_grad(set_to_none=True)
         outputs = self.net_g(self.lq, self.gt)
@@ -225,6 +241,19 @@ class FMANetModel(SRModel):
         if hasattr(self, 'gt'):
             visuals['gt'] = self.gt.detach().cpu()
         return visuals
+
+    def validation(self, dataloader, current_iter: int, tb_logger, save_img: bool = False) -> None:
+        """As basicsr's, labelled with at most ``train.total_iter``, and not repeated for the same iteration.
+
+        basicsr's loop runs the final validation with the iteration counter of the last loop exit, which is past
+        ``total_iter`` (and validates again what ``val_freq`` already validated at ``total_iter``).
+        """
+        total_iter = int(self.opt.get('train', {}).get('total_iter', current_iter))
+        current_iter = min(current_iter, total_iter)
+        if getattr(self, '_validated_iter', None) == current_iter:
+            return
+        self._validated_iter = current_iter
+        super().validation(dataloader, current_iter, tb_logger, save_img)
 
     def nondist_validation(self, dataloader, current_iter: int, tb_logger, save_img: bool) -> None:
         """Metrics over a VSRDB test set (``VSRDBTestDataset``) through the shared clip evaluation loop.
