@@ -24,7 +24,16 @@ DEMO_BASELINES = sorted((ROOT / 'options/baselines').glob('demo_*.yml'))
 def tiny_demo(tmp_path_factory) -> Path:
     """Two demo clips of 5 frames, HR 32 x 32 (LR 8 x 8); clip 000 for training, 001 for validation."""
     out = tmp_path_factory.mktemp('baselines') / 'demo'
-    cmd = [sys.executable, str(ROOT / 'tools/make_demo_data.py'), '--out', str(out), '--num-clips', '2']
+    cmd = [
+        sys.executable,
+        str(ROOT / 'tools/make_demo_data.py'),
+        '--out',
+        str(out),
+        '--num-clips',
+        '2',
+        '--val-clips',
+        '1',
+    ]
     subprocess.run(cmd + ['--num-frames', '5', '--height', '32', '--width', '32', '--subframes', '3'], check=True)
     return out
 

@@ -50,7 +50,20 @@ def run_tool(main, argv: list[str], capsys) -> tuple[int, str]:
 def demo(tmp_path_factory) -> Path:
     """2 demo clips x 5 frames (HR 64x64, LR 16x16): '000' train, '001' val."""
     root = tmp_path_factory.mktemp('errors') / 'demo'
-    argv = ['--out', str(root), '--num-clips', '2', '--num-frames', '5', '--height', '64', '--width', '64']
+    argv = [
+        '--out',
+        str(root),
+        '--num-clips',
+        '2',
+        '--val-clips',
+        '1',
+        '--num-frames',
+        '5',
+        '--height',
+        '64',
+        '--width',
+        '64',
+    ]
     assert run_cli(make_demo_data.main, argv) == 0
     return root
 
@@ -188,7 +201,11 @@ def test_every_tool_reports_bad_arguments_in_one_line(demo, tmp_path, capsys):
             ['-i', demo / LR / '001', '--ckpt', ckpt, '-o', tmp_path / 'v', '--roi', '1,2'],
             '--roi must be 4 comma-separated integers',
         ),
-        (make_demo_data.main, ['--out', tmp_path / 'd', '--num-clips', '99'], 'error: --num-clips must be in 1..'),
+        (
+            make_demo_data.main,
+            ['--out', tmp_path / 'd', '--num-clips', '0'],
+            'error: --num-clips must be at least 1, got 0',
+        ),
     ]
     for main, argv, expected in cases:
         status, line = run_tool(main, argv, capsys)
@@ -330,7 +347,7 @@ def test_options_numbers_and_unknown_keys():
         (
             ('train', 'flow_opt'),
             'loss_wieght',
-            "train.flow_opt (FlowLoss): unknown option 'loss_wieght' (did you mean loss_weight?)",
+            "train.flow_opt (MSELoss): unknown option 'loss_wieght' (did you mean loss_weight?)",
         ),
         (('logger',), 'keep_checkpoint', "logger: unknown option 'keep_checkpoint' (did you mean keep_checkpoints?)"),
     ]:

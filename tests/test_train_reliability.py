@@ -27,7 +27,10 @@ def workdir(tmp_path_factory) -> Path:
     """Tiny demo clips (3 clips x 5 frames, HR 64x64) in datasets/demo."""
     root = tmp_path_factory.mktemp('reliability')
     cmd = [sys.executable, str(ROOT / 'tools/make_demo_data.py'), '--out', str(root / 'datasets/demo')]
-    subprocess.run(cmd + ['--num-clips', '3', '--num-frames', '5', '--height', '64', '--width', '64'], check=True)
+    subprocess.run(
+        cmd + ['--num-clips', '3', '--val-clips', '1', '--num-frames', '5', '--height', '64', '--width', '64'],
+        check=True,
+    )
     return root
 
 
