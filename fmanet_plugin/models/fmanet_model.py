@@ -41,6 +41,13 @@ class FMANetModel(SRModel):
     * ``path.pretrain_network_d``: stage-1 checkpoint whose Net_D initialises stage 2 (ignored when
       resuming). ``path.pretrain_network_g`` loads a whole model, e.g. a converted released checkpoint
       for fine-tuning (optimizer state starts fresh).
+    * ``path.pretrain_network_d_state``: a stage-1 training state (``training_states/<iter>.state``) whose
+      Net_D optimizer (Adam moments and step counts, its learning rate) and scheduler (position and milestones)
+      continue in stage 2, as the released recipe starts stage 2 (``../shared/SPEC.md``); Net_R's optimizer
+      and scheduler start fresh. Use it with ``pretrain_network_d`` pointing at the weights of the same
+      iteration. Without it (this package's default recipe) ``optim_d`` restarts at its configured rate.
+      Ignored when resuming. Each scheduler steps once per iteration (the released trainer's extra Net_D step
+      and missing Net_R step are not copied).
     * ``train.optim_d`` / ``train.optim_r``: one optimizer per network (stage 1 needs ``optim_d``
       only); ``train.scheduler`` is instantiated once per optimizer and each steps once per iteration.
     * ``train.{pixel,recon,hr_warp,lr_warp,flow,anchor_d,anchor_r}_opt`` and ``train.net_d_weight``:
@@ -63,6 +70,7 @@ class FMANetModel(SRModel):
         self.objective = FMANetObjective(train_opt, self.stage).to(self.device)
         self.setup_optimizers()
         self.setup_schedulers()
+        self._load_stage1_net_d_state()
 
     def _init_ema(self) -> None:
         """``net_g_ema`` as in SRModel: ``params_ema`` of ``pretrain_network_g`` if given, else a copy of net_g."""
@@ -84,6 +92,34 @@ class FMANetModel(SRModel):
             raise ValueError(f'path.pretrain_network_d: {path} holds no net_d.* parameters (a stage-1 checkpoint)')
         self.get_bare_model(self.net_g).net_d.load_state_dict(net_d_state, strict=True)
         get_root_logger().info(f'Loaded stage-1 Net_D from {path}.')
+
+    def _load_stage1_net_d_state(self) -> None:
+        path = self.opt['path'].get('pretrain_network_d_state')
+        if not path or self.opt['path'].get('resume_state'):
+            return
+        if self.stage != 2:
+            raise ValueError('path.pretrain_network_d_state is for stage 2 (it continues a stage-1 Net_D)')
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'path.pretrain_network_d_state: {path} not found')
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        if (
+            not isinstance(state, dict)
+            or len(state.get('optimizers', ())) != 1
+            or len(state.get('schedulers', ())) != 1
+        ):
+            raise ValueError(
+                f'path.pretrain_network_d_state: {path} is not a stage-1 training state '
+                '(one optimizer and one scheduler expected)'
+            )
+        try:
+            self.optimizers[0].load_state_dict(state['optimizers'][0])  # optim_d: Net_D's parameters, same order
+        except ValueError as error:
+            raise ValueError(f'path.pretrain_network_d_state: {path} does not match this Net_D: {error}') from None
+        self.schedulers[0].load_state_dict(state['schedulers'][0])
+        lrs = [group['lr'] for group in self.optimizers[0].param_groups]
+        get_root_logger().info(
+            f'Continued Net_D optimizer and scheduler from {path} (stage-1 iteration {state.get("iter")}, lr {lrs}).'
+        )
 
     def load_network(
         self, net: torch.nn.Module, load_path: str, strict: bool = True, param_key: str | None = 'params'
