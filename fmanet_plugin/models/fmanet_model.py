@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import math
-import os
 import os.path as osp
 from collections import OrderedDict
 from functools import partial
 
 from fmanet_plugin.losses.fmanet_loss import FMANetObjective
 from fmanet_plugin.metrics.clip_eval import ClipEvaluator
+from fmanet_plugin.models.resumable_save import ResumableSaveMixin
 from fmanet_plugin.train.update_guard import DEFAULT_MAX_UPDATE_RATIO, UpdateGuard
-from fmanet_plugin.utils.atomic_io import atomic_imwrite, atomic_torch_save
+from fmanet_plugin.utils.atomic_io import atomic_imwrite
 from fmanet_plugin.utils.checkpoint import read_state_dict, sub_state_dict
 
 import numpy as np
@@ -20,7 +20,6 @@ from basicsr.archs import build_network
 from basicsr.metrics import calculate_metric
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, tensor2img
-from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
@@ -32,7 +31,7 @@ TOF_METRIC = 'calculate_tof'
 
 
 @MODEL_REGISTRY.register()
-class FMANetModel(SRModel):
+class FMANetModel(ResumableSaveMixin, SRModel):
     """FMA-Net training and validation.
 
     Options beyond :class:`basicsr.models.sr_model.SRModel`'s:
@@ -188,40 +187,6 @@ class FMANetModel(SRModel):
         self.log_dict = self.reduce_loss_dict(losses)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
-
-    def save(self, epoch: int, current_iter: int, extra_state: dict | None = None) -> None:
-        """Save ``net_g`` (and ``net_g_ema``) weights, then the training state with ``extra_state`` merged in."""
-        if hasattr(self, 'net_g_ema'):
-            self.save_network([self.net_g, self.net_g_ema], 'net_g', current_iter, param_key=['params', 'params_ema'])
-        else:
-            self.save_network(self.net_g, 'net_g', current_iter)
-        self.save_training_state(epoch, current_iter, extra_state)
-
-    @master_only
-    def save_network(self, net, net_label: str, current_iter: int, param_key='params') -> None:
-        """As basicsr's, written atomically; a failed write raises instead of being ignored."""
-        nets = net if isinstance(net, list) else [net]
-        keys = param_key if isinstance(param_key, list) else [param_key]
-        checkpoint = {}
-        for net_, key in zip(nets, keys, strict=True):
-            state = self.get_bare_model(net_).state_dict()
-            checkpoint[key] = {k.removeprefix('module.'): v.detach().cpu() for k, v in state.items()}
-        label = 'latest' if current_iter == -1 else current_iter
-        atomic_torch_save(checkpoint, os.path.join(self.opt['path']['models'], f'{net_label}_{label}.pth'))
-
-    @master_only
-    def save_training_state(self, epoch: int, current_iter: int, extra_state: dict | None = None) -> None:
-        """basicsr's training state (epoch, iter, optimizers, schedulers) plus ``extra_state``, atomically."""
-        if current_iter == -1:
-            return
-        state = {
-            'epoch': epoch,
-            'iter': current_iter,
-            'optimizers': [o.state_dict() for o in self.optimizers],
-            'schedulers': [s.state_dict() for s in self.schedulers],
-            **(extra_state or {}),
-        }
-        atomic_torch_save(state, os.path.join(self.opt['path']['training_states'], f'{current_iter}.state'))
 
     def test(self) -> None:
         net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
