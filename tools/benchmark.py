@@ -491,7 +491,7 @@ def render_plot(rows: list[dict], path: str, title: str = '') -> None:
         if use_psnr and len(points) > 1:
             front = pareto_front(points)
             ax.plot(*zip(*front, strict=True), '--', color='grey', linewidth=1, label='Pareto front')
-            ax.legend(fontsize=8, loc='lower right')
+            ax.legend(fontsize=8, loc='best')
         ax.set_xscale('log')
         if not use_psnr and rows and all(r[y_key] > 0 for r in rows):
             ax.set_yscale('log')
