@@ -2,13 +2,19 @@
 # Both create .venv on first use (scripts/bootstrap.sh).
 PY := .venv/bin/python
 
-.PHONY: venv demo test lint format clean
+.PHONY: venv demo benchmark test lint format clean
 
 venv:
 	@bash scripts/bootstrap.sh
 
 demo: venv
 	$(PY) tools/demo.py
+
+# FMA-Net's demo and the four demo baselines trained with one budget, then one table and plot (ITERS=800: hours on
+# 2 CPU cores; e.g. `make benchmark ITERS=20` for the whole path in minutes). Output: results/benchmark_baselines
+ITERS ?= 800
+benchmark: venv
+	$(PY) tools/benchmark_baselines.py --iters $(ITERS)
 
 test: venv lint
 	$(PY) -m pytest -q tests

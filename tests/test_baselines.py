@@ -83,3 +83,17 @@ def test_demo_baseline_trains_and_validates(option_file, tiny_demo, tmp_path):
     psnr = results[:, 0]
     assert torch.all(torch.isfinite(psnr)) and torch.all(psnr > 5)
     assert model.best_metric_results['demo_val']['psnr']['iter'] == 1
+
+
+SAMPLER_CASES = [p for p in DEMO_BASELINES if p.stem in ('demo_edvr', 'demo_basicvsr')]  # sliding, recurrent
+
+
+@pytest.mark.parametrize('option_file', SAMPLER_CASES, ids=[p.stem for p in SAMPLER_CASES])
+def test_baseline_training_sets_take_the_resumable_sampler_keys(option_file, tiny_demo, tmp_path):
+    from fmanet_plugin.data.resumable_sampler import SampleKey
+
+    train_set = build_dataset(parsed_options(option_file, tiny_demo, tmp_path)['datasets']['train'])
+    first, again = train_set[SampleKey(0, 1234)], train_set[SampleKey(0, 1234)]  # tools/train.py's sampler
+    assert torch.equal(first['lq'], again['lq']) and torch.equal(first['gt'], again['gt'])  # draws from the seed
+    others = [train_set[SampleKey(0, seed)]['lq'] for seed in range(8)]
+    assert any(not torch.equal(first['lq'], other) for other in others)  # the seed, not a constant, decides

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import yaml
 from basicsr.data.data_util import generate_frame_indices
 from basicsr.utils.registry import METRIC_REGISTRY
 from conftest import TINY_NET
@@ -402,7 +403,7 @@ def test_benchmark_two_small_models(tmp_path, vsrdb_folder, tiny_ckpt):
     table = [line for line in (out / 'benchmark.md').read_text().splitlines() if line.startswith('|')]
     header = [c.strip() for c in table[0].strip('|').split('|')]
     assert header == ['Model', 'Variant', 'Params (M)', 'MACs / frame (G)', 'Latency / frame (ms)',
-                      'Peak memory (MB)', 'PSNR (dB)', 'SSIM', 'tOF']  # fmt: skip
+                      'Peak memory (MB)', 'PSNR (dB)', 'PSNR Y (dB)', 'SSIM', 'tOF']  # fmt: skip
     rows = {r[0]: r for r in ([c.strip() for c in line.strip('|').split('|')] for line in table[2:])}
     assert set(rows) == {'FMANet', 'Bicubic'}
     assert all(cell not in ('', '-') for row in rows.values() for cell in row)  # every column measured
@@ -465,3 +466,121 @@ def test_visualize_kernels_are_normalised():
     taps = raw[0, (1 * 4 + 2) * 9 : (1 * 4 + 3) * 9, :, 1, 4]  # (s1=1, s2=2): (9 taps, 3 frames)
     expected = taps[:, 0] - taps.mean() + 1 / 27
     np.testing.assert_allclose(kr[0, 3:6, 6:9].reshape(-1), expected.numpy(), atol=1e-6)
+
+
+# ------------------------------------------------------------- any BasicSR video model, training option files
+
+
+def write_training_options(path: Path, data: Path, network: dict, name: str) -> Path:
+    """A training option file (datasets.train + datasets.val, no clip/test keys) over the tiny test folder."""
+    opt = {
+        'name': name,
+        'scale': 4,
+        'num_gpu': 0,
+        'datasets': {
+            'train': {'name': 't', 'type': 'VSRDBDataset', 'dataroot_lq': str(data / 'lq'), 'gt_size': 32},
+            'val': {'name': 'tiny_val', 'type': 'VSRDBVideoTestDataset', 'dataroot_lq': str(data / 'lq'),
+                    'dataroot_gt': str(data / 'gt'), 'io_backend': {'type': 'disk'}, 'num_frame': 5},
+        },
+        'network_g': network,
+        'path': {'pretrain_network_g': None, 'strict_load_g': True},
+        'train': {'total_iter': 7, 'optim_g': {'type': 'Adam', 'lr': 1e-4}},
+    }  # fmt: skip
+    opt['datasets']['train'].update(batch_size_per_gpu=2, num_frame=3)
+    path.write_text(yaml.safe_dump(opt))
+    return path
+
+
+TINY_EDVR = dict(type='EDVR', num_feat=8, num_frame=5, deformable_groups=1, num_extract_block=1,
+                 num_reconstruct_block=1, center_frame_idx=None, with_tsa=False)  # fmt: skip
+
+
+def save_random_weights(network: dict, path: Path) -> torch.nn.Module:
+    from fmanet_plugin.utils.runtime import build_network_from_opt
+
+    torch.manual_seed(1)
+    net = build_network_from_opt(network)
+    for p in net.parameters():  # visible outputs: perturb every weight
+        p.data.add_(0.01 * torch.randn_like(p))
+    torch.save({'params': net.state_dict()}, path)
+    return net.eval()
+
+
+@pytest.mark.parametrize('arch', ['EDVR', 'FMANet'])
+def test_test_tool_scores_training_option_files(tmp_path, vsrdb_folder, arch):
+    network = TINY_EDVR if arch == 'EDVR' else {'type': 'FMANet', 'stage': 2, **TINY_NET}
+    ckpt = tmp_path / 'net.pth'
+    net = save_random_weights(network, ckpt)
+    opt = write_training_options(tmp_path / 'train.yml', vsrdb_folder, network, f'tiny_{arch}')
+    results = tmp_path / 'results'
+    argv = ['-opt', str(opt), '--ckpt', str(ckpt), '--results-root', str(results), '--save-img']
+    assert load_tool('test').main(argv) == 0
+    rows = {(r['protocol'], r['clip']): r for r in read_csv(results / 'tiny_val_metrics.csv')}
+    window = 5 if arch == 'EDVR' else 3
+    for clip in ('000', '001'):
+        gts = [cv2.imread(str(vsrdb_folder / 'gt' / clip / f'{i:08d}.png')) for i in range(5)]
+        lqs = [cv2.imread(str(vsrdb_folder / 'lq' / clip / f'{i:08d}.png')) for i in range(5)]
+        outs = []
+        for i in range(5):  # independent restoration: the edge-padded window, by hand
+            idx = [min(max(i + d, 0), 4) for d in range(-(window // 2), window // 2 + 1)]
+            lq = torch.from_numpy(np.stack([lqs[j][..., ::-1] for j in idx]).astype(np.float32) / 255)
+            with torch.no_grad():
+                out = net(lq.permute(0, 3, 1, 2)[None])
+            out = out['output'] if isinstance(out, dict) else out
+            img = (out[0].clamp(0, 1).permute(1, 2, 0).numpy()[..., ::-1] * 255).round().astype(np.uint8)
+            written = cv2.imread(str(results / 'visualization/tiny_val' / clip / f'{i:08d}.png'))
+            assert np.abs(written.astype(int) - img.astype(int)).max() <= 1
+            outs.append(written)
+        kept = range(1, 4)  # the common skip: 1 frame at each end for every model
+        assert rows['released', clip]['frames'] == '3'
+        expected = np.mean([psnr_border4(outs[i], gts[i]) for i in kept])
+        assert float(rows['released', clip]['psnr_rgb']) == pytest.approx(expected, abs=1e-6)
+        assert float(rows['all', clip]['tof']) == pytest.approx(calculate_tof(outs, gts), rel=1e-6)
+
+
+def test_test_tool_recurrent_chunked_equals_whole_clip_with_full_overlap(tmp_path, vsrdb_folder):
+    network = {'type': 'SmallFrameBasicVSR', 'num_feat': 4, 'num_block': 1, 'spynet_path': None}
+    ckpt = tmp_path / 'net.pth'
+    save_random_weights(network, ckpt)
+    opt = write_training_options(tmp_path / 'train.yml', vsrdb_folder, network, 'tiny_bvsr')
+    tool = load_tool('test')
+    assert tool.main(['-opt', str(opt), '--ckpt', str(ckpt), '--results-root', str(tmp_path / 'whole')]) == 0
+    argv = ['-opt', str(opt), '--ckpt', str(ckpt), '--results-root', str(tmp_path / 'chunk'), '--chunk', '2']
+    assert tool.main([*argv, '--overlap', '4']) == 0  # overlap >= t - 1: every piece is the whole clip
+    whole, chunked = (read_csv(tmp_path / d / 'tiny_val_frames.csv') for d in ('whole', 'chunk'))
+    assert [r['psnr_rgb'] for r in whole] == [r['psnr_rgb'] for r in chunked]
+    assert 'chunks of 2 frames with 4 frames of overlap' in (tmp_path / 'chunk' / 'tiny_val_metrics.md').read_text()
+
+
+def test_test_tool_rejects_stage1_options(tmp_path, vsrdb_folder):
+    opt = write_training_options(tmp_path / 'train.yml', vsrdb_folder, {'type': 'FMANet', 'stage': 1}, 's1')
+    with pytest.raises(ValueError, match='stage is 1'):
+        load_tool('test').main(['-opt', str(opt), '--ckpt', 'x.pth'])
+
+
+def test_benchmark_runs_from_option_files_match_test_tool(tmp_path, vsrdb_folder):
+    ckpt = tmp_path / 'edvr.pth'
+    save_random_weights(TINY_EDVR, ckpt)
+    opt = write_training_options(tmp_path / 'train.yml', vsrdb_folder, TINY_EDVR, 'tiny_edvr_run')
+    out = tmp_path / 'bench'
+    argv = ['--checkpoints', f'EDVRrun={opt}:{ckpt}', '--models', 'Bicubic', '--warmup', '0', '--runs', '1']
+    assert load_tool('benchmark').main([*argv, '--device', 'cpu', '--out-dir', str(out), '--no-isolate']) == 0
+    rows = {r['model']: r for r in read_csv(out / 'benchmark.csv')}
+    assert set(rows) == {'EDVRrun', 'Bicubic'}
+    run = rows['EDVRrun']
+    for key in ('params_m', 'gmacs_per_frame', 'latency_ms_per_frame', 'psnr', 'psnr_y', 'ssim', 'tof'):
+        assert math.isfinite(float(run[key])), key
+    assert float(run['gmacs_per_frame']) > 0 and run['eval_frames'] == '6'  # 2 clips x 5 frames, 1 skipped per end
+    # footing from the option file
+    assert (run['iterations'], run['gt_patch'], run['batch'], run['frames']) == ('7', '32', '2', '3')
+    # same frames, same numbers as tools/test.py
+    load_tool('test').main(['-opt', str(opt), '--ckpt', str(ckpt), '--results-root', str(tmp_path / 'test')])
+    average = {r['protocol']: r for r in read_csv(tmp_path / 'test' / 'tiny_val_metrics.csv') if r['clip'] == 'average'}
+    for bench_key, test_key in (('psnr', 'psnr_rgb'), ('psnr_y', 'psnr_y'), ('ssim', 'ssim'), ('tof', 'tof')):
+        assert float(run[bench_key]) == pytest.approx(float(average['released'][test_key]), rel=1e-9)
+    table = [line for line in (out / 'benchmark.md').read_text().splitlines() if line.startswith('|')]
+    header = [c.strip() for c in table[0].strip('|').split('|')]
+    assert header[-6:] == ['Iterations', 'GT patch', 'Batch', 'Frames', 'Training data', 'Wall time (s)']
+    assert all(len(line.strip('|').split('|')) == len(header) for line in table)
+    png = cv2.imread(str(out / 'benchmark.png'))
+    assert png is not None and png.shape[1] > 800  # two panels: PSNR vs GMACs and vs latency

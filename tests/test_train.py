@@ -127,3 +127,36 @@ def test_torchrun_two_processes_gloo(workdir):
 
     network = {k: v for k, v in yaml.safe_load(opt_path.read_text())['network_g'].items() if k != 'type'}
     FMANet(**network).load_state_dict(checkpoint, strict=True)
+
+
+def test_pretrain_network_d_state_continues_stage1_optimizer_and_schedule(workdir):
+    from basicsr.models import build_model
+
+    train(workdir, write_opt(workdir, 1, 'tiny_s1_state'))
+    state_path = workdir / 'experiments' / 'tiny_s1_state' / 'training_states' / '4.state'
+    saved = torch.load(state_path, weights_only=False)
+
+    opt = yaml.safe_load(write_opt(workdir, 2, 'tiny_s2_state').read_text())
+    opt.update(is_train=True, dist=False, rank=0, world_size=1)
+    opt['path'].update(
+        pretrain_network_d=str(models(workdir, 'tiny_s1_state') / 'net_g_4.pth'),
+        pretrain_network_d_state=str(state_path),
+        experiments_root=str(workdir / 'experiments' / 'tiny_s2_state'),
+    )
+    model = build_model(opt)
+    optim_d, optim_r = model.optimizers
+    restored = optim_d.state_dict()
+    assert restored['state'].keys() == saved['optimizers'][0]['state'].keys()
+    for index, entry in saved['optimizers'][0]['state'].items():
+        assert float(restored['state'][index]['step']) == 4.0 == float(entry['step'])
+        assert torch.equal(restored['state'][index]['exp_avg'], entry['exp_avg'])
+        assert torch.equal(restored['state'][index]['exp_avg_sq'], entry['exp_avg_sq'])
+    # stage 1: lr 1e-3 halved at milestone 3 (scheduler at last_epoch 3 after 4 iterations)
+    assert [g['lr'] for g in optim_d.param_groups] == [5e-4]
+    assert model.schedulers[0].last_epoch == 3
+    # Net_R starts fresh at the stage-2 rate (1e-3, options/demo_stage2.yml) with no Adam state
+    assert [g['lr'] for g in optim_r.param_groups] == [1e-3] and not optim_r.state_dict()['state']
+    assert model.schedulers[1].last_epoch == 0
+    # the next milestone of the continued Net_D schedule is stage 1's: one more step at 4 does not halve again
+    model.update_learning_rate(2)
+    assert [g['lr'] for g in optim_d.param_groups] == [5e-4]

@@ -36,9 +36,12 @@ against PSNR when every model has one, else against MACs).
 from __future__ import annotations
 
 import argparse
+import csv
+import inspect
 import io
 import json
 import os
+import os.path as osp
 import platform
 import statistics
 import subprocess
@@ -49,11 +52,12 @@ from dataclasses import dataclass, field
 from unittest import mock
 
 import fmanet_plugin  # noqa: F401  (must precede basicsr: compat shim, registries)
-from fmanet_plugin.metrics.clip_eval import ClipEvaluator, released_frame_metrics
+from fmanet_plugin.metrics.clip_scoring import ClipRestorer, open_test_set, score_test_set, test_sets
 from fmanet_plugin.utils.atomic_io import atomic_write_bytes, atomic_write_text
 from fmanet_plugin.utils.checkpoint import load_weights
 from fmanet_plugin.utils.cli import format_number, parse_size
 from fmanet_plugin.utils.errors import main_entry
+from fmanet_plugin.utils.run_info import latest_checkpoint, read_run_options, training_budget
 from fmanet_plugin.utils.runtime import (
     build_network_from_opt,
     get_tool_logger,
@@ -65,9 +69,6 @@ from fmanet_plugin.utils.runtime import (
 import numpy as np
 import torch
 import torch.nn.functional as F
-from basicsr.data import build_dataset
-from basicsr.data.data_util import generate_frame_indices
-from basicsr.utils import img2tensor, tensor2img
 from torch.utils.flop_counter import FlopCounterMode
 
 SCALE = 4
@@ -92,6 +93,7 @@ class ModelSpec:
     small: dict = field(default_factory=dict)
     window: int = 1
     cuda_alignment: bool | None = None
+    small_arch: str | None = None  # arch of --small (the SmallFrame* archs run below SpyNet's 64 x 64)
 
 
 FMANET_SMALL = dict(
@@ -115,12 +117,19 @@ MODELS = {
         dict(num_feat=16, num_frame=5, deformable_groups=2, num_extract_block=1, num_reconstruct_block=1),
         window=5,
     ),
-    'BasicVSR': ModelSpec('BasicVSR', 'recurrent', dict(num_feat=64, num_block=30), dict(num_feat=16, num_block=1)),
+    'BasicVSR': ModelSpec(
+        'BasicVSR',
+        'recurrent',
+        dict(num_feat=64, num_block=30),
+        dict(num_feat=16, num_block=1),
+        small_arch='SmallFrameBasicVSR',
+    ),
     'IconVSR': ModelSpec(
         'IconVSR',
         'recurrent',
         dict(num_feat=64, num_block=30, keyframe_stride=5, temporal_padding=2),
         dict(num_feat=16, num_block=1, keyframe_stride=5, temporal_padding=2),
+        small_arch='SmallFrameIconVSR',
     ),
     'BasicVSRPlusPlus': ModelSpec(
         'BasicVSRPlusPlus',
@@ -128,6 +137,7 @@ MODELS = {
         dict(mid_channels=64, num_blocks=7),
         dict(mid_channels=16, num_blocks=1),
         cuda_alignment=True,
+        small_arch='SmallFrameBasicVSRPlusPlus',
     ),
     'BasicVSRPlusPlus_noalign': ModelSpec(
         'BasicVSRPlusPlus',
@@ -135,6 +145,7 @@ MODELS = {
         dict(mid_channels=64, num_blocks=7),
         dict(mid_channels=16, num_blocks=1),
         cuda_alignment=False,
+        small_arch='SmallFrameBasicVSRPlusPlus',
     ),
     'Bicubic': ModelSpec(None, 'window', window=1),
 }
@@ -147,9 +158,33 @@ COLUMNS = (
     'Latency / frame (ms)',
     'Peak memory (MB)',
     'PSNR (dB)',
+    'PSNR Y (dB)',
     'SSIM',
     'tOF',
 )
+# equal footing of trained runs (--checkpoints / -opt): their training budget, from their option files and logs
+FOOTING_COLUMNS = ('Iterations', 'GT patch', 'Batch', 'Frames', 'Training data', 'Wall time (s)')
+CSV_FIELDS = ('model', 'variant', 'device', 'params_m', 'gmacs_per_frame', 'latency_ms_per_frame', 'peak_mem_mb',
+              'psnr', 'psnr_y', 'ssim', 'tof', 'eval_frames', 'iterations', 'gt_patch', 'batch', 'frames', 'data',
+              'wall_time_s', 'evaluation', 'options', 'checkpoint', 'load_average', 'error')  # fmt: skip
+
+
+@dataclass
+class RunEntry:
+    """A trained run to benchmark: table name, its option file, its checkpoint."""
+
+    name: str
+    opt_path: str
+    ckpt: str
+
+
+def parse_run(text: str) -> RunEntry:
+    """``NAME=OPT.yml[:CKPT]``; without ``CKPT`` the run's ``experiments/<name>/models/net_g_latest.pth``."""
+    name, sep, rest = text.partition('=')
+    if not sep or not name or not rest:
+        raise argparse.ArgumentTypeError(f'--checkpoints entries are NAME=OPTIONS.yml[:CHECKPOINT], got {text!r}')
+    opt_path, _, ckpt = rest.partition(':')
+    return RunEntry(name, opt_path, ckpt or latest_checkpoint(read_run_options(opt_path)))
 
 
 class Bicubic(torch.nn.Module):
@@ -175,7 +210,7 @@ def build_model(name: str, small: bool, spynet_none: bool = True) -> torch.nn.Mo
     spec = MODELS[name]
     if spec.arch is None:
         return Bicubic()
-    opt = {'type': spec.arch, **(spec.small if small else spec.full)}
+    opt = {'type': (spec.small_arch or spec.arch) if small else spec.arch, **(spec.small if small else spec.full)}
     if spec.arch in ('BasicVSR', 'IconVSR', 'BasicVSRPlusPlus') and spynet_none:
         opt['spynet_path'] = None
     if spec.cuda_alignment is not None:
@@ -190,6 +225,8 @@ def variant(name: str, small: bool, frames: int, model: torch.nn.Module) -> str:
     if spec.arch is None:
         return 'centre frame'
     text = 'small' if small else ('EDVR-M' if spec.arch == 'EDVR' else 'full')
+    if small and spec.small_arch:
+        text += f' ({spec.small_arch})'
     if spec.kind == 'window':
         text += f', window {spec.window}' if spec.window > 1 else ', centre frame'
     else:
@@ -212,13 +249,16 @@ def make_forward(name: str, model: torch.nn.Module):
     return forward
 
 
-def check_size(name: str, height: int, width: int, frames: int) -> None:
+def check_size(name: str, height: int, width: int, frames: int, small: bool = False) -> None:
     """Raise a ValueError when a model cannot run at this LR size / sequence length."""
     spec = MODELS[name]
     if spec.arch == 'EDVR' and (height % 4 or width % 4):
         raise ValueError(f'EDVR needs an LR size divisible by 4 (3-level pyramid), got {height}x{width}')
-    if spec.arch == 'BasicVSRPlusPlus' and min(height, width) < 64:
-        raise ValueError(f'BasicVSRPlusPlus needs an LR size of at least 64x64, got {height}x{width}')
+    if spec.small_arch and not small and min(height, width) < 64:
+        raise ValueError(
+            f'{name} needs an LR size of at least 64x64 (SpyNet), got {height}x{width}; '
+            f'--small uses {spec.small_arch}, which runs below it'
+        )
     if spec.arch == 'IconVSR' and frames < 3:
         raise ValueError(f'IconVSR needs at least 3 frames (temporal reflection padding), got {frames}')
 
@@ -229,10 +269,10 @@ def synchronize(device: torch.device) -> None:
 
 
 def measure(name: str, args: argparse.Namespace) -> dict:
-    """Build one model and measure it (see the module docstring); returns one table row as a dict."""
+    """Build one built-in model and measure it (see the module docstring); returns one table row as a dict."""
     device = resolve_device(args.device)
     height, width = args.size
-    check_size(name, height, width, args.frames)
+    check_size(name, height, width, args.frames, args.small)
     spec = MODELS[name]
     torch.manual_seed(0)
     num_in = spec.window if spec.kind == 'window' else args.frames
@@ -241,9 +281,25 @@ def measure(name: str, args: argparse.Namespace) -> dict:
     rss_before = rss_kb('VmRSS')
     model = build_model(name, args.small).to(device).eval()
     row = {'model': name, 'variant': variant(name, args.small, args.frames, model), 'device': str(device)}
+    measure_cost(row, model, make_forward(name, model), lq, args, device, rss_before)
+    ckpt = dict(args.ckpt).get(name)
+    if args.test_set is not None and (ckpt or spec.arch is None):
+        if ckpt:
+            load_weights(model, ckpt)
+        if spec.arch is None:
+            restorer = lambda clip: model(clip.unsqueeze(1)).cpu()  # noqa: E731  (each frame alone)
+        else:
+            restorer = ClipRestorer(model, SCALE, chunk=args.chunk, overlap=args.overlap)
+        row.update(evaluate_quality(restorer, args, device))
+    return row
+
+
+def measure_cost(
+    row: dict, model, forward, lq: torch.Tensor, args: argparse.Namespace, device, rss_before: int
+) -> None:
+    """Parameters, MACs, latency (and peak memory) of ``forward(lq)`` -> (b, n_out, c, 4h, 4w), per output frame."""
     row['load_average'] = os.getloadavg()[0]  # other processes on the machine skew CPU latencies
     row['params_m'] = sum(p.numel() for p in model.parameters()) / 1e6
-    forward = make_forward(name, model)
     with torch.no_grad():
         custom = {torch.ops.torchvision.deform_conv2d.default: _deform_conv2d_flop}
         with FlopCounterMode(display=False, custom_mapping=custom) as counter:
@@ -265,89 +321,104 @@ def measure(name: str, args: argparse.Namespace) -> dict:
         row['peak_mem_mb'] = torch.cuda.max_memory_allocated(device) / 2**20
     elif args.isolated_worker:
         row['peak_mem_mb'] = (rss_kb('VmHWM') - rss_before) / 1024
-    ckpt = dict(args.ckpt).get(name)
-    if args.lq_root and args.gt_root and (ckpt or spec.arch is None):
-        if ckpt:
-            load_weights(model, ckpt)
-        row.update(evaluate_quality(name, forward, args, device))
+
+
+def measure_run(entry: RunEntry, args: argparse.Namespace) -> dict:
+    """Measure a trained run: its option file's network with its checkpoint; cost, quality and training budget."""
+    device = resolve_device(args.device)
+    opt = read_run_options(entry.opt_path)
+    if opt['network_g'].get('stage', 2) == 1:
+        raise ValueError(f'{entry.opt_path}: network_g.stage is 1 (Net_D only, no restored frame)')
+    reset_peak_rss()
+    rss_before = rss_kb('VmRSS')
+    model = build_network_from_opt(opt['network_g'])
+    load_weights(model, entry.ckpt)
+    model = model.to(device).eval()
+    restorer = ClipRestorer(model, int(opt.get('scale', SCALE)), chunk=args.chunk, overlap=args.overlap)
+    torch.manual_seed(0)
+    height, width = args.size
+    lq = torch.rand(1, restorer.num_frame or args.frames, 3, height, width, device=device)
+    kwargs = {'outputs': ('output',)} if 'outputs' in inspect.signature(model.forward).parameters else {}
+
+    def forward(clip: torch.Tensor) -> torch.Tensor:
+        out = model(clip, **kwargs)
+        out = out['output'] if isinstance(out, dict) else out
+        return out.unsqueeze(1) if restorer.kind == 'sliding' else out
+
+    detail = restorer.describe() if restorer.kind == 'sliding' else f'recurrent over {args.frames}'
+    row = {'model': entry.name, 'variant': f'{opt["network_g"]["type"]}, {detail}', 'device': str(device)}
+    row['options'], row['checkpoint'] = entry.opt_path, entry.ckpt
+    measure_cost(row, model, forward, lq, args, device, rss_before)
+    if args.test_set is not None:
+        row.update(evaluate_quality(restorer, args, device))
+        row['evaluation'] = restorer.describe()
+    row.update(training_budget(opt))
     return row
 
 
-def evaluate_quality(name: str, forward, args: argparse.Namespace, device: torch.device) -> dict:
-    """PSNR / SSIM / tOF over the test clips (the same kept frames for every model)."""
-    spec = MODELS[name]
-    dataset_opt = {
-        'name': 'benchmark',
-        'type': 'VSRDBTestDataset',
-        'phase': 'test',
-        'scale': SCALE,
-        'dataroot_lq': args.lq_root,
-        'dataroot_gt': args.gt_root,
-        'num_frame': max(spec.window, 1),
-        'clips': args.clips,
-        'io_backend': {'type': 'disk'},
-    }
-    dataset = build_dataset(dataset_opt)
-    metrics = {k: v for k, v in released_frame_metrics(crop_border=4).items() if k in ('psnr_rgb', 'ssim')}
-    evaluator = ClipEvaluator(metrics)
-    with torch.no_grad():
-        for clip, stems in dataset.clips.items():
-            lq = torch.stack(img2tensor([dataset.reader.image('lq', clip, s) for s in stems])).to(device)
-            if spec.kind == 'recurrent':
-                outs = forward(lq[None])[0]
-            else:
-                windows = [generate_frame_indices(i, len(stems), spec.window, 'replicate') for i in range(len(stems))]
-                outs = torch.cat([forward(lq[indices][None])[0] for indices in windows])
-            for i, stem in enumerate(stems):
-                gt = tensor2img(img2tensor(dataset.reader.image('gt', clip, stem)))
-                evaluator.add(clip, i, len(stems), stem, tensor2img(outs[i].cpu()), gt)
-    evaluator.finish()
+def evaluate_quality(restorer, args: argparse.Namespace, device: torch.device) -> dict:
+    """PSNR (RGB, Y) / SSIM / tOF over the test clips (``--skip-ends`` frames left out: the same for every model)."""
+    evaluator = score_test_set(restorer, open_test_set(args.test_set), device)
     _, average = evaluator.summarise(args.skip_ends)
     return {
         'psnr': average['psnr_rgb'],
+        'psnr_y': average['psnr_y'],
         'ssim': average['ssim'],
         'tof': None if np.isnan(average['tof']) else average['tof'],
         'eval_frames': average['frames'],
     }
 
 
-def run_isolated(name: str, args: argparse.Namespace, argv: list[str]) -> dict:
-    """Measure ``name`` in a fresh Python process (its own peak RSS) and read back its JSON row."""
+def run_isolated(model: str, argv: list[str]) -> dict:
+    """Measure one model (a built-in name or a ``--checkpoints`` entry) in a fresh Python process (its own peak RSS)
+    and read back its JSON row."""
     with tempfile.TemporaryDirectory() as tmp:
         result = os.path.join(tmp, 'row.json')
-        cmd = [sys.executable, os.path.abspath(__file__), *argv, '--models', name, '--worker-out', result]
+        cmd = [sys.executable, os.path.abspath(__file__), *argv, '--worker-model', model, '--worker-out', result]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0 or not os.path.isfile(result):
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ['no output']
-            return {'model': name, 'error': tail[0]}
+            return {'model': model.partition('=')[0], 'error': tail[0]}
         with open(result) as f:
             return json.load(f)
 
 
-def render_markdown(rows: list[dict], args: argparse.Namespace) -> str:
+def describe_device(args: argparse.Namespace) -> str:
     device = str(resolve_device(args.device))
     if device == 'cpu':
         cpu = platform.processor() or platform.machine()
-        where = f'CPU ({cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)'
-    else:
-        where = torch.cuda.get_device_name(torch.device(device)) if torch.cuda.is_available() else device
+        return f'CPU ({cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)'
+    return torch.cuda.get_device_name(torch.device(device)) if torch.cuda.is_available() else device
+
+
+def render_markdown(rows: list[dict], args: argparse.Namespace) -> str:
+    device = str(resolve_device(args.device))
     if device.startswith('cuda'):
         memory = 'CUDA max allocated'
     else:
         memory = 'not measured (--no-isolate)' if args.no_isolate else 'increase of peak RSS, own subprocess'
     loads = ', '.join(f'{r["model"]} {r["load_average"]:.1f}' for r in rows if 'load_average' in r)
+    footing = any('iterations' in r for r in rows)
+    columns = COLUMNS + (FOOTING_COLUMNS if footing else ())
+    quality = ''
+    if args.test_set is not None:
+        quality = (
+            f' Quality on {args.test_set["name"]} ({args.test_set["dataroot_lq"]}): first/last {args.skip_ends} '
+            f'frames of each clip left out for every model; PSNR/SSIM border 4.'
+        )
     lines = [
         f'Input: LR {args.size[0]}x{args.size[1]}, x{SCALE}; recurrent models over {args.frames} frames. '
-        f'Device: {where}; torch {torch.__version__}. Latency: median of {args.runs} after {args.warmup} warm-up. '
-        f'Peak memory: {memory}. Per output frame.'
+        f'Device: {describe_device(args)}; torch {torch.__version__}. Latency: median of {args.runs} after '
+        f'{args.warmup} warm-up. Peak memory: {memory}. Per output frame.{quality}'
         + (f' 1-min load average when each model started: {loads}.' if loads else ''),
         '',
-        '| ' + ' | '.join(COLUMNS) + ' |',
-        '|' + '|'.join(['---'] * 2 + ['---:'] * (len(COLUMNS) - 2)) + '|',
-    ]
+        '| ' + ' | '.join(columns) + ' |',
+        '|' + '|'.join(['---'] * 2 + ['---:'] * (len(COLUMNS) - 2) + ['---:'] * 4 * footing + ['---'] * footing
+                       + ['---:'] * footing) + '|',
+    ]  # fmt: skip
     for row in rows:
         if 'error' in row:
-            lines.append(f'| {row["model"]} | failed: {row["error"]} |' + ' |' * (len(COLUMNS) - 2))
+            lines.append(f'| {row["model"]} | failed: {row["error"]} |' + ' |' * (len(columns) - 2))
             continue
         cells = [
             row['model'],
@@ -357,15 +428,43 @@ def render_markdown(rows: list[dict], args: argparse.Namespace) -> str:
             format_number(row['latency_ms_per_frame'], 1),
             format_number(row.get('peak_mem_mb'), 0),
             format_number(row.get('psnr'), 2),
+            format_number(row.get('psnr_y'), 2),
             format_number(row.get('ssim'), 4),
             format_number(row.get('tof'), 3),
         ]
+        if footing:
+            cells += [_text(row.get(k)) for k in ('iterations', 'gt_patch', 'batch', 'frames', 'data')]
+            cells.append(format_number(row.get('wall_time_s'), 0))
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines) + '\n'
 
 
+def _text(value) -> str:
+    return '-' if value is None else str(value)
+
+
+def render_csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, CSV_FIELDS, extrasaction='ignore', lineterminator='\n')
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: '' if row.get(k) is None else row[k] for k in CSV_FIELDS})
+    return buffer.getvalue()
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points no other point beats in both cost (x, lower is better) and PSNR (y, higher is better), by cost."""
+    front, best = [], -np.inf
+    for x, y in sorted(points, key=lambda p: (p[0], -p[1])):
+        if y > best:
+            front.append((x, y))
+            best = y
+    return front
+
+
 def render_plot(rows: list[dict], path: str, title: str = '') -> None:
-    """Scatter of latency per frame against PSNR (when every model has one) or MACs per frame."""
+    """PSNR against MACs per frame and against latency per frame, with the Pareto front (when every model has a
+    PSNR); otherwise MACs against latency."""
     import matplotlib
 
     matplotlib.use('Agg')
@@ -373,19 +472,34 @@ def render_plot(rows: list[dict], path: str, title: str = '') -> None:
 
     rows = [r for r in rows if 'error' not in r]
     use_psnr = bool(rows) and all(r.get('psnr') is not None for r in rows)
-    key, label = ('psnr', 'PSNR (dB)') if use_psnr else ('gmacs_per_frame', 'MACs per frame (G)')
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    for row in rows:
-        x, y = max(row['latency_ms_per_frame'], 1e-3), row[key]
-        ax.scatter(x, y)
-        ax.annotate(row['model'], (x, y), textcoords='offset points', xytext=(4, 4), fontsize=8)
-    ax.set_xscale('log')
-    if not use_psnr and rows and all(r[key] > 0 for r in rows):
-        ax.set_yscale('log')
-    ax.set_xlabel('latency per output frame (ms)')
-    ax.set_ylabel(label)
-    ax.grid(True, alpha=0.3)
-    ax.set_title(title, fontsize=9)
+    if use_psnr:
+        panels = [
+            ('gmacs_per_frame', 'MACs per output frame (G)'),
+            ('latency_ms_per_frame', 'latency per output frame (ms)'),
+        ]
+        y_key, y_label = 'psnr', 'PSNR (dB, RGB)'
+    else:
+        panels = [('latency_ms_per_frame', 'latency per output frame (ms)')]
+        y_key, y_label = 'gmacs_per_frame', 'MACs per frame (G)'
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), dpi=100, squeeze=False)
+    for ax, (x_key, x_label) in zip(axes[0], panels, strict=True):
+        points = []
+        for row in rows:
+            x, y = max(row[x_key], 1e-6), row[y_key]
+            points.append((x, y))
+            ax.scatter(x, y)
+            ax.annotate(row['model'], (x, y), textcoords='offset points', xytext=(4, 4), fontsize=8)
+        if use_psnr and len(points) > 1:
+            front = pareto_front(points)
+            ax.plot(*zip(*front, strict=True), '--', color='grey', linewidth=1, label='Pareto front')
+            ax.legend(fontsize=8, loc='best')
+        ax.set_xscale('log')
+        if not use_psnr and rows and all(r[y_key] > 0 for r in rows):
+            ax.set_yscale('log')
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(y_label)
+        ax.grid(True, alpha=0.3)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format='png')
@@ -402,9 +516,15 @@ def parse_ckpt(text: str) -> tuple[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--models', default=DEFAULT_MODELS, help=f'comma-separated, from {", ".join(MODELS)}')
+    parser.add_argument('--models', default=None, help=f'comma-separated, from {", ".join(MODELS)} (default: '
+                        f'{DEFAULT_MODELS} without -opt/--checkpoints, else none)')  # fmt: skip
+    parser.add_argument('-opt', help="a run's option file: its test set (datasets.val) and, without --checkpoints, "
+                        'its network with --run-ckpt / its latest checkpoint')  # fmt: skip
+    parser.add_argument('--run-ckpt', help='checkpoint of the -opt run (default: its net_g_latest.pth)')
+    parser.add_argument('--checkpoints', type=parse_run, nargs='+', default=[], action='extend',
+                        help='trained runs NAME=OPTIONS.yml[:CHECKPOINT] (default: the run\'s latest)')  # fmt: skip
     parser.add_argument('--small', action='store_true', help='small configurations (smoke tests)')
-    parser.add_argument('--size', type=parse_size, default=(64, 64), help='LR input HxW (default 64x64)')
+    parser.add_argument('--size', type=parse_size, help="LR input HxW (default: the test set's, else 64x64)")
     parser.add_argument('--frames', type=int, default=7, help='sequence length of recurrent models (default 7)')
     parser.add_argument('--warmup', type=int, default=1, help='untimed forwards (default 1)')
     parser.add_argument('--runs', type=int, default=3, help='timed forwards, median reported (default 3)')
@@ -414,10 +534,48 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--gt-root', help='test set: sharp HR clips')
     parser.add_argument('--clips', type=lambda s: s.split(','), help='comma-separated clips (default all)')
     parser.add_argument('--skip-ends', type=int, default=1, help='frames left out at each clip end (default 1)')
+    parser.add_argument('--chunk', type=int, help='recurrent models: kept frames per piece (default whole clips)')
+    parser.add_argument('--overlap', type=int, default=0, help='recurrent models: context frames per side')
     parser.add_argument('--out-dir', default='results/benchmark', help='output folder')
     parser.add_argument('--no-isolate', action='store_true', help='measure in this process (no CPU memory)')
+    parser.add_argument('--worker-model', help=argparse.SUPPRESS)
     parser.add_argument('--worker-out', help=argparse.SUPPRESS)
     return parser
+
+
+def resolve_inputs(args: argparse.Namespace) -> None:
+    """The runs, the test set (``--lq-root``/``--gt-root``, else ``-opt``'s, else the first run's) and the size."""
+    if args.opt and not args.checkpoints:
+        opt = read_run_options(args.opt)
+        args.checkpoints = [RunEntry(opt['name'], args.opt, args.run_ckpt or latest_checkpoint(opt))]
+    args.test_set = None
+    if args.lq_root and args.gt_root:
+        args.test_set = {'name': 'benchmark', 'dataroot_lq': args.lq_root, 'dataroot_gt': args.gt_root}
+        if args.clips:
+            args.test_set['clips'] = args.clips
+    elif args.opt or args.checkpoints:
+        source = args.opt or args.checkpoints[0].opt_path
+        args.test_set = next(iter(test_sets(read_run_options(source), source).values()))
+    if args.size is None:
+        args.size = (64, 64)
+        if args.test_set is not None:
+            test_set = open_test_set(args.test_set)
+            clip, stems = next(iter(test_set.clips.items()))
+            args.size = tuple(test_set.reader.image('lq', clip, stems[0]).shape[:2])
+
+
+def plot_title(args: argparse.Namespace) -> str:
+    title = f'PSNR vs cost per output frame: LR {args.size[0]}x{args.size[1]} x{SCALE}, {describe_device(args)}'
+    if args.small:
+        title += '\nbuilt-in models: small variants (--small), not the published sizes'
+    if args.checkpoints:
+        names = [osp.basename(r.opt_path) for r in args.checkpoints]
+        demo = all(n.startswith('demo') for n in names)
+        title += '\n' + ('demo-size variants (options/**/demo_*.yml), not the published sizes' if demo
+                          else 'models as configured by their option files')  # fmt: skip
+    if args.test_set is not None:
+        title += f'; PSNR on {args.test_set["name"]}'
+    return title
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -428,45 +586,39 @@ def main(argv: list[str] | None = None) -> int:
     for option, root in (('--lq-root', args.lq_root), ('--gt-root', args.gt_root)):
         if root and not os.path.isdir(root):
             raise FileNotFoundError(f"{option}: folder '{root}' not found")
-    names = [n.strip() for n in args.models.split(',') if n.strip()]
+    resolve_inputs(args)
+    default_models = '' if (args.checkpoints or args.opt) else DEFAULT_MODELS
+    names = [n.strip() for n in (args.models if args.models is not None else default_models).split(',') if n.strip()]
     for name in names:
         if name not in MODELS:
             raise ValueError(f'unknown model {name!r}; choose from {", ".join(MODELS)}')
-        check_size(name, *args.size, args.frames)
+        check_size(name, *args.size, args.frames, args.small)
     args.isolated_worker = args.worker_out is not None
     if args.isolated_worker:
-        atomic_write_text(json.dumps(measure(names[0], args)), args.worker_out)
+        model = args.worker_model
+        row = measure_run(parse_run(model), args) if '=' in model else measure(model, args)
+        atomic_write_text(json.dumps(row), args.worker_out)
         return 0
     logger = get_tool_logger()
+    specs = names + [f'{r.name}={r.opt_path}:{r.ckpt}' for r in args.checkpoints]
     rows = []
-    for name in names:
-        logger.info(f'benchmark: {name}')
-        row = measure(name, args) if args.no_isolate else run_isolated(name, args, _without_models(argv))
+    for spec in specs:
+        logger.info(f'benchmark: {spec}')
+        if args.no_isolate:
+            row = measure_run(parse_run(spec), args) if '=' in spec else measure(spec, args)
+        else:
+            row = run_isolated(spec, argv)
         if 'error' in row:
-            logger.error(f'benchmark: {name} failed: {row["error"]}')
+            logger.error(f'benchmark: {spec} failed: {row["error"]}')
         rows.append(row)
     os.makedirs(args.out_dir, exist_ok=True)
     markdown = render_markdown(rows, args)
     atomic_write_text(markdown, os.path.join(args.out_dir, 'benchmark.md'))
+    atomic_write_text(render_csv(rows), os.path.join(args.out_dir, 'benchmark.csv'))
     atomic_write_text(json.dumps(rows, indent=2), os.path.join(args.out_dir, 'benchmark.json'))
-    title = f'LR {args.size[0]}x{args.size[1]} x{SCALE}, {resolve_device(args.device)}, per output frame'
-    title += ', small variants (--small)' if args.small else ', published configurations'
-    render_plot(rows, os.path.join(args.out_dir, 'benchmark.png'), title)
+    render_plot(rows, os.path.join(args.out_dir, 'benchmark.png'), plot_title(args))
     logger.info('\n' + markdown)
     return 1 if any('error' in r for r in rows) else 0
-
-
-def _without_models(argv: list[str]) -> list[str]:
-    """The command line minus ``--models`` (each worker gets its own)."""
-    out, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == '--models':
-            skip = True
-        elif not arg.startswith('--models='):
-            out.append(arg)
-    return out
 
 
 if __name__ == '__main__':

@@ -1,14 +1,28 @@
-"""Evaluate an FMA-Net checkpoint on VSRDB test sets: RGB PSNR, Y PSNR, SSIM and tOF per clip and on average.
+"""Evaluate any BasicSR video network checkpoint on VSRDB test sets: RGB PSNR, Y PSNR, SSIM and tOF per clip and on
+average.
 
 Examples:
     python tools/test.py -opt options/test_fmanet_reds4.yml
     python tools/test.py -opt options/test_fmanet_folder.yml --ckpt FMANet.pth --device cpu --save-img
+    python tools/test.py -opt options/demo_stage2.yml              # a training run's own option file
+    python tools/test.py -opt options/baselines/demo_basicvsr.yml --chunk 4 --overlap 2
 
-Two protocols are reported from the same outputs (every frame of every clip is restored once, with the
-temporal window edge-padded at clip ends):
+``-opt`` is a test option file or the training option file of any run (FMA-Net, ``options/baselines/*.yml``,
+basicsr's REDS files): the network is ``network_g``, the test sets are the ``datasets`` entries other than
+``train`` (e.g. ``datasets.val``; only their frames are used: ``dataroot_lq``, ``dataroot_gt``,
+``meta_info_file``, ``clips``, ``exclude_clips``, ``io_backend``). The checkpoint is ``--ckpt``, else
+``path.pretrain_network_g``, else the run's ``experiments/<name>/models/net_g_latest.pth``.
 
-* ``released``: the released test's protocol; the first and last ``N = num_frame // 2`` frames of each clip are
-  skipped (``val.released_skip`` overrides ``N``) and tOF uses the consecutive pairs of the kept frames;
+Every frame of every clip is restored once (``fmanet_plugin.utils.clip_restoration.restore_clip``):
+sliding-window networks (FMA-Net, EDVR) on windows edge-padded at clip ends, recurrent networks (BasicVSR,
+IconVSR, BasicVSR++) over each whole clip, or with ``--chunk K --overlap O`` in pieces of K kept frames with O
+context frames on each side (for clips that do not fit in memory; stated in the report). Two protocols are
+reported from the same outputs:
+
+* ``released``: the first and last ``N`` frames of each clip are skipped and tOF uses the consecutive pairs of
+  the kept frames. ``N`` = ``--skip`` / ``val.released_skip``, default 1 for **every** model: the released
+  FMA-Net test's ``num_seq // 2`` with T = 3, so that a 5-frame EDVR or a recurrent model is scored on exactly
+  the same frames as FMA-Net;
 * ``all``: every frame, every consecutive pair.
 
 Per frame (uint8 BGR images, basicsr metrics): RGB PSNR and Y PSNR with ``val.crop_border`` (4) pixels cropped,
@@ -24,27 +38,25 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import logging
 import math
 import os
 import os.path as osp
 
 import fmanet_plugin  # noqa: F401  (must precede basicsr: compat shim, registries)
 from fmanet_plugin.metrics.clip_eval import ClipEvaluator
-from fmanet_plugin.utils.atomic_io import atomic_imwrite, atomic_write_text
+from fmanet_plugin.metrics.clip_scoring import DEFAULT_SKIP, ClipRestorer, open_test_set, score_test_set, test_sets
+from fmanet_plugin.utils.atomic_io import atomic_write_text
 from fmanet_plugin.utils.checkpoint import load_weights
 from fmanet_plugin.utils.cli import format_number
 from fmanet_plugin.utils.errors import main_entry
 from fmanet_plugin.utils.options import prepare_options
-from fmanet_plugin.utils.restorer import COLOR_ORDERS, CentreFrameRestorer
+from fmanet_plugin.utils.restorer import COLOR_ORDERS
 from fmanet_plugin.utils.runtime import build_network_from_opt, get_tool_logger, resolve_device
 
 import torch
 import yaml
-from basicsr.data import build_dataloader, build_dataset
-from basicsr.utils import get_time_str, tensor2img
+from basicsr.utils import get_time_str
 from basicsr.utils.options import dict2str, ordered_yaml
-from tqdm import tqdm
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), osp.pardir))
 METRICS = ('psnr_rgb', 'psnr_y', 'ssim', 'tof')
@@ -52,8 +64,11 @@ METRICS = ('psnr_rgb', 'psnr_y', 'ssim', 'tof')
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('-opt', required=True, help='test options YAML')
-    parser.add_argument('--ckpt', help='checkpoint (overrides path.pretrain_network_g)')
+    parser.add_argument('-opt', required=True, help='test options YAML, or the training options of any run')
+    parser.add_argument('--ckpt', help="checkpoint (default: path.pretrain_network_g, else the run's latest)")
+    parser.add_argument('--chunk', type=int, help='recurrent networks: kept frames per piece (default: whole clips)')
+    parser.add_argument('--overlap', type=int, default=0, help='recurrent networks: context frames per side')
+    parser.add_argument('--skip', type=int, help=f'frames skipped at each clip end (val.released_skip; {DEFAULT_SKIP})')
     parser.add_argument('--device', default=None, help="'cpu', 'cuda', 'cuda:1' (default: num_gpu / auto)")
     parser.add_argument('--results-root', help='output folder (default: path.results_root or results/<name>)')
     parser.add_argument('--save-img', action='store_true', help='also write the restored frames (val.save_img)')
@@ -77,31 +92,33 @@ def load_options(args: argparse.Namespace) -> dict:
     for key in ('name', 'datasets', 'network_g'):
         if key not in opt:
             raise ValueError(f'{args.opt}: missing top-level key {key!r}')
-    opt.setdefault('path', {})
-    opt.setdefault('val', {})
-    if args.ckpt:
-        opt['path']['pretrain_network_g'] = args.ckpt
-    if not opt['path'].get('pretrain_network_g'):
-        raise ValueError(f'{args.opt}: path.pretrain_network_g (or --ckpt) is required')
+    if opt['network_g'].get('stage', 2) == 1:
+        raise ValueError(f'{args.opt}: network_g.stage is 1 (Net_D only, no restored frame); test a stage-2 run')
+    opt['path'] = dict(opt.get('path') or {})
+    opt['val'] = dict(opt.get('val') or {})
+    latest = osp.join('experiments', opt['name'], 'models', 'net_g_latest.pth')
+    ckpt = args.ckpt or opt['path'].get('pretrain_network_g') or (latest if osp.isfile(latest) else None)
+    if not ckpt:
+        raise ValueError(f'{args.opt}: give --ckpt (no path.pretrain_network_g and no {latest})')
+    opt['path']['pretrain_network_g'] = ckpt
     if args.results_root:
         opt['path']['results_root'] = args.results_root
     if not opt['path'].get('results_root'):
         opt['path']['results_root'] = osp.join(ROOT, 'results', opt['name'])
-    if args.save_img:
-        opt['val']['save_img'] = True
-    if args.tile is not None:
-        opt['val']['tile'] = args.tile
-    if args.tile_overlap is not None:
-        opt['val']['tile_overlap'] = args.tile_overlap
+    for option, key in (('save_img', 'save_img'), ('tile', 'tile'), ('tile_overlap', 'tile_overlap')):
+        value = getattr(args, option)
+        if value is not None and value is not False:
+            opt['val'][key] = value
     if args.amp:
         opt['val']['amp'] = args.amp
+    if args.skip is not None:
+        opt['val']['released_skip'] = args.skip
+    if args.chunk is not None and args.chunk < 1 or args.overlap < 0:
+        raise ValueError(f'--chunk must be >= 1 and --overlap >= 0, got {args.chunk} and {args.overlap}')
     color = opt.get('model_color', 'rgb')
     if color not in COLOR_ORDERS:
         raise ValueError(f'{args.opt}: model_color must be one of {COLOR_ORDERS}, got {color!r}')
-    for phase_name, dataset_opt in opt['datasets'].items():
-        dataset_opt['phase'] = 'test'
-        dataset_opt.setdefault('scale', opt.get('scale', 4))
-        dataset_opt.setdefault('name', phase_name)
+    opt['test_sets'] = test_sets(opt, args.opt)
     return opt
 
 
@@ -109,26 +126,6 @@ def pick_device(opt: dict, requested: str | None) -> torch.device:
     if requested is None and opt.get('num_gpu', 'auto') == 0:
         return torch.device('cpu')
     return resolve_device(requested)
-
-
-def evaluate_dataset(restorer: CentreFrameRestorer, loader, opt: dict, logger: logging.Logger) -> ClipEvaluator:
-    """Restore every frame of the dataset and score it (tOF per clip once the clip is complete)."""
-    dataset_name = loader.dataset.opt['name']
-    val = opt['val']
-    image_dir = osp.join(opt['path']['results_root'], 'visualization', dataset_name)
-    evaluator = ClipEvaluator(crop_border=int(val.get('crop_border', 4)))
-    for batch in tqdm(loader, desc=dataset_name, unit='frame', dynamic_ncols=True):
-        output = restorer(batch['lq'], input_color='rgb').cpu()
-        for b, clip in enumerate(batch['clip']):
-            stem = batch['frame'][b]
-            out_img = tensor2img(output[b], rgb2bgr=True)
-            if val.get('save_img', False):
-                atomic_imwrite(out_img, osp.join(image_dir, clip, f'{stem}.png'))
-            gt_img = tensor2img(batch['gt'][b], rgb2bgr=True) if 'gt' in batch else None
-            evaluator.add(clip, int(batch['frame_idx'][b]), int(batch['num_frames'][b]), stem, out_img, gt_img)
-    for message in evaluator.finish():
-        logger.warning(f'{dataset_name}/{message}')
-    return evaluator
 
 
 def render_markdown(title: str, protocols: dict[str, tuple[str, dict, dict]]) -> str:
@@ -180,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(results_root, exist_ok=True)
     log_file = osp.join(results_root, f'test_{opt["name"]}_{get_time_str()}.log')
     logger = get_tool_logger(log_file)
-    logger.info(dict2str(opt))
+    logger.info(dict2str({k: v for k, v in opt.items() if k != 'test_sets'}))
 
     device = pick_device(opt, args.device)
     model = build_network_from_opt(opt['network_g'])
@@ -188,31 +185,26 @@ def main(argv: list[str] | None = None) -> int:
     key = load_weights(model, ckpt, opt['path'].get('param_key_g'))
     logger.info(f'Loaded {ckpt} [{key}] strictly into {opt["network_g"]["type"]}; device {device}')
     val = opt['val']
-    restorer = CentreFrameRestorer(
+    restorer = ClipRestorer(
         model.to(device),
         scale=int(opt.get('scale', 4)),
         model_color=opt.get('model_color', 'rgb'),
+        chunk=args.chunk,
+        overlap=args.overlap,
         tile=val.get('tile'),
         tile_overlap=int(val.get('tile_overlap', 16)),
         amp=val.get('amp'),
     )
-    num_seq = int(opt['network_g'].get('num_seq', 3))
-    for _, dataset_opt in sorted(opt['datasets'].items()):
-        if int(dataset_opt.get('num_frame', num_seq)) != num_seq:
-            raise ValueError(
-                f'dataset {dataset_opt["name"]}: num_frame {dataset_opt.get("num_frame")} '
-                f'!= network_g.num_seq {num_seq}'
-            )
-        dataset = build_dataset(dataset_opt)
-        loader = build_dataloader(dataset, dataset_opt, num_gpu=0, dist=False, sampler=None)
-        name = dataset_opt['name']
-        logger.info(f'Testing {name}: {len(dataset)} frames')
-        evaluator = evaluate_dataset(restorer, loader, opt, logger)
+    skip = val.get('released_skip')
+    skip = DEFAULT_SKIP if skip is None else int(skip)
+    for name, set_opt in opt['test_sets'].items():
+        test_set = open_test_set(set_opt)
+        logger.info(f'Testing {name}: {len(test_set.clips)} clips; {restorer.describe()}')
+        image_dir = osp.join(results_root, 'visualization', name) if val.get('save_img', False) else None
+        evaluator = score_test_set(restorer, test_set, device, int(val.get('crop_border', 4)), image_dir)
         if not evaluator.has_scores:
             logger.info(f'{name}: no ground truth, outputs only')
             continue
-        skip = val.get('released_skip')
-        skip = num_seq // 2 if skip is None else int(skip)
         protocols = {
             'released': (
                 f'Released protocol (first/last {skip} frames of each clip skipped)',
@@ -220,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             'all': ('All frames (temporal windows edge-padded at clip ends)', *evaluator.summarise(0)),
         }
-        title = f'{name}: {opt["network_g"]["type"]} ({osp.basename(ckpt)})'
+        title = f'{name}: {opt["network_g"]["type"]} ({osp.basename(ckpt)}), {restorer.describe()}'
         markdown = render_markdown(title, protocols)
         atomic_write_text(markdown, osp.join(results_root, f'{name}_metrics.md'))
         atomic_write_text(render_clip_csv(name, protocols), osp.join(results_root, f'{name}_metrics.csv'))

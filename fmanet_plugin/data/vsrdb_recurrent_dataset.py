@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 
+from fmanet_plugin.data.resumable_sampler import SampleKey, seeded_draws, split_key
 from fmanet_plugin.data.vsrdb_sliding_dataset import init_reds_attributes, read_clip_lengths
 
 from basicsr.data.reds_dataset import REDSRecurrentDataset
@@ -49,9 +50,12 @@ class VSRDBRecurrentDataset(REDSRecurrentDataset):
         """The last start frame of ``clip`` whose sequence fits at the largest interval (basicsr's bound)."""
         return self.clip_lengths[clip] - self.num_frame * self.max_interval
 
-    def __getitem__(self, index: int) -> dict:
-        clip, frame = self.keys[index].split('/')
-        start = int(frame)
-        if start > self.last_start(clip):
-            start = random.randint(0, self.last_start(clip))
-        return super().__getitem__(self.key_index[f'{clip}/{start:08d}'])
+    def __getitem__(self, key: int | SampleKey) -> dict:
+        # the training pipeline's resumable sampler passes SampleKey: every random draw comes from its seed
+        index, seed = split_key(key)
+        with seeded_draws(seed):
+            clip, frame = self.keys[index].split('/')
+            start = int(frame)
+            if start > self.last_start(clip):
+                start = random.randint(0, self.last_start(clip))
+            return super().__getitem__(self.key_index[f'{clip}/{start:08d}'])

@@ -20,6 +20,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from fmanet_plugin.data.resumable_sampler import SampleKey, seeded_draws, split_key
 from fmanet_plugin.data.vsrdb_clips import check_num_frame, read_meta_info_file
 
 from basicsr.data.reds_dataset import REDSDataset
@@ -128,10 +129,13 @@ class VSRDBSlidingDataset(REDSDataset):
         reach = self.num_half_frames * self.max_interval
         return reach, self.clip_lengths[clip] - 1 - reach
 
-    def __getitem__(self, index: int) -> dict:
-        clip, frame = self.keys[index].split('/')
-        low, high = self.centre_range(clip)
-        centre = int(frame)
-        if not low <= centre <= high:
-            centre = random.randint(low, high)
-        return super().__getitem__(self.key_index[f'{clip}/{centre:08d}'])
+    def __getitem__(self, key: int | SampleKey) -> dict:
+        # the training pipeline's resumable sampler passes SampleKey: every random draw comes from its seed
+        index, seed = split_key(key)
+        with seeded_draws(seed):
+            clip, frame = self.keys[index].split('/')
+            low, high = self.centre_range(clip)
+            centre = int(frame)
+            if not low <= centre <= high:
+                centre = random.randint(low, high)
+            return super().__getitem__(self.key_index[f'{clip}/{centre:08d}'])

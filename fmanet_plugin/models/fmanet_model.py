@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import math
-import os
 import os.path as osp
 from collections import OrderedDict
 from functools import partial
 
 from fmanet_plugin.losses.fmanet_loss import LOSS_OPTION_KEYS, FMANetObjective
 from fmanet_plugin.metrics.clip_eval import ClipEvaluator
+from fmanet_plugin.models.resumable_save import ResumableSaveMixin
 from fmanet_plugin.train.update_guard import DEFAULT_MAX_UPDATE_RATIO, UpdateGuard
-from fmanet_plugin.utils.atomic_io import atomic_imwrite, atomic_torch_save
+from fmanet_plugin.utils.atomic_io import atomic_imwrite
 from fmanet_plugin.utils.checkpoint import read_state_dict, state_dict_mismatch, sub_state_dict
 from fmanet_plugin.utils.threads import ThreadGovernor
 
@@ -21,7 +21,6 @@ from basicsr.archs import build_network
 from basicsr.metrics import calculate_metric
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, tensor2img
-from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
@@ -33,7 +32,7 @@ TOF_METRIC = 'calculate_tof'
 
 
 @MODEL_REGISTRY.register()
-class FMANetModel(SRModel):
+class FMANetModel(ResumableSaveMixin, SRModel):
     """FMA-Net training and validation.
 
     Options beyond :class:`basicsr.models.sr_model.SRModel`'s:
@@ -42,6 +41,13 @@ class FMANetModel(SRModel):
     * ``path.pretrain_network_d``: stage-1 checkpoint whose Net_D initialises stage 2 (ignored when
       resuming). ``path.pretrain_network_g`` loads a whole model, e.g. a converted released checkpoint
       for fine-tuning (optimizer state starts fresh).
+    * ``path.pretrain_network_d_state``: a stage-1 training state (``training_states/<iter>.state``) whose
+      Net_D optimizer (Adam moments and step counts, its learning rate) and scheduler (position and milestones)
+      continue in stage 2, as the released recipe starts stage 2 (``../shared/SPEC.md``); Net_R's optimizer
+      and scheduler start fresh. Use it with ``pretrain_network_d`` pointing at the weights of the same
+      iteration. Without it (this package's default recipe) ``optim_d`` restarts at its configured rate.
+      Ignored when resuming. Each scheduler steps once per iteration (the released trainer's extra Net_D step
+      and missing Net_R step are not copied).
     * ``train.optim_d`` / ``train.optim_r``: one optimizer per network (stage 1 needs ``optim_d``
       only); ``train.scheduler`` is instantiated once per optimizer and each steps once per iteration.
     * ``train.{pixel,recon,hr_warp,lr_warp,flow,anchor_d,anchor_r}_opt`` and ``train.net_d_weight``:
@@ -77,6 +83,7 @@ class FMANetModel(SRModel):
         self.objective = FMANetObjective(train_opt, self.stage).to(self.device)
         self.setup_optimizers()
         self.setup_schedulers()
+        self._load_stage1_net_d_state()
         self.thread_governor = None  # CPU threads follow the load (fmanet_plugin.utils.threads)
         if self.device.type == 'cpu':
             self.thread_governor = ThreadGovernor(self._work_size(), logger=get_root_logger())
@@ -115,6 +122,34 @@ class FMANetModel(SRModel):
             raise ValueError(f'path.pretrain_network_d: {path} does not fit the configured Net_D: {problem}')
         net_d.load_state_dict(net_d_state, strict=True)
         get_root_logger().info(f'Loaded stage-1 Net_D from {path}.')
+
+    def _load_stage1_net_d_state(self) -> None:
+        path = self.opt['path'].get('pretrain_network_d_state')
+        if not path or self.opt['path'].get('resume_state'):
+            return
+        if self.stage != 2:
+            raise ValueError('path.pretrain_network_d_state is for stage 2 (it continues a stage-1 Net_D)')
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'path.pretrain_network_d_state: {path} not found')
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        if (
+            not isinstance(state, dict)
+            or len(state.get('optimizers', ())) != 1
+            or len(state.get('schedulers', ())) != 1
+        ):
+            raise ValueError(
+                f'path.pretrain_network_d_state: {path} is not a stage-1 training state '
+                '(one optimizer and one scheduler expected)'
+            )
+        try:
+            self.optimizers[0].load_state_dict(state['optimizers'][0])  # optim_d: Net_D's parameters, same order
+        except ValueError as error:
+            raise ValueError(f'path.pretrain_network_d_state: {path} does not match this Net_D: {error}') from None
+        self.schedulers[0].load_state_dict(state['schedulers'][0])
+        lrs = [group['lr'] for group in self.optimizers[0].param_groups]
+        get_root_logger().info(
+            f'Continued Net_D optimizer and scheduler from {path} (stage-1 iteration {state.get("iter")}, lr {lrs}).'
+        )
 
     def load_network(
         self, net: torch.nn.Module, load_path: str, strict: bool = True, param_key: str | None = 'params'
@@ -191,40 +226,6 @@ class FMANetModel(SRModel):
         self.log_dict = self.reduce_loss_dict(losses)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
-
-    def save(self, epoch: int, current_iter: int, extra_state: dict | None = None) -> None:
-        """Save ``net_g`` (and ``net_g_ema``) weights, then the training state with ``extra_state`` merged in."""
-        if hasattr(self, 'net_g_ema'):
-            self.save_network([self.net_g, self.net_g_ema], 'net_g', current_iter, param_key=['params', 'params_ema'])
-        else:
-            self.save_network(self.net_g, 'net_g', current_iter)
-        self.save_training_state(epoch, current_iter, extra_state)
-
-    @master_only
-    def save_network(self, net, net_label: str, current_iter: int, param_key='params') -> None:
-        """As basicsr's, written atomically; a failed write raises instead of being ignored."""
-        nets = net if isinstance(net, list) else [net]
-        keys = param_key if isinstance(param_key, list) else [param_key]
-        checkpoint = {}
-        for net_, key in zip(nets, keys, strict=True):
-            state = self.get_bare_model(net_).state_dict()
-            checkpoint[key] = {k.removeprefix('module.'): v.detach().cpu() for k, v in state.items()}
-        label = 'latest' if current_iter == -1 else current_iter
-        atomic_torch_save(checkpoint, os.path.join(self.opt['path']['models'], f'{net_label}_{label}.pth'))
-
-    @master_only
-    def save_training_state(self, epoch: int, current_iter: int, extra_state: dict | None = None) -> None:
-        """basicsr's training state (epoch, iter, optimizers, schedulers) plus ``extra_state``, atomically."""
-        if current_iter == -1:
-            return
-        state = {
-            'epoch': epoch,
-            'iter': current_iter,
-            'optimizers': [o.state_dict() for o in self.optimizers],
-            'schedulers': [s.state_dict() for s in self.schedulers],
-            **(extra_state or {}),
-        }
-        atomic_torch_save(state, os.path.join(self.opt['path']['training_states'], f'{current_iter}.state'))
 
     def test(self) -> None:
         net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g

@@ -10,6 +10,7 @@ these.
 from __future__ import annotations
 
 from fmanet_plugin.compat import VideoModelDeviceMixin
+from fmanet_plugin.models.resumable_save import ResumableSaveMixin
 
 from basicsr.models.edvr_model import EDVRModel
 from basicsr.models.video_recurrent_model import VideoRecurrentModel
@@ -17,10 +18,10 @@ from basicsr.utils.registry import MODEL_REGISTRY
 
 
 @MODEL_REGISTRY.register()
-class VSRDBEDVRModel(VideoModelDeviceMixin, EDVRModel):
+class VSRDBEDVRModel(ResumableSaveMixin, VideoModelDeviceMixin, EDVRModel):
     """basicsr's ``EDVRModel`` (sliding-window video SR, centre frame out) on any device."""
 
 
 @MODEL_REGISTRY.register()
-class VSRDBVideoRecurrentModel(VideoModelDeviceMixin, VideoRecurrentModel):
+class VSRDBVideoRecurrentModel(ResumableSaveMixin, VideoModelDeviceMixin, VideoRecurrentModel):
     """basicsr's ``VideoRecurrentModel`` (BasicVSR, IconVSR, BasicVSR++: all frames out) on any device."""

@@ -1,0 +1,118 @@
+"""Train FMA-Net's demo and each demo-size baseline with one budget on the demo data, then benchmark them.
+
+Examples:
+    python tools/benchmark_baselines.py                 # the demo budget: 800 iterations each (hours on 2 CPU cores)
+    python tools/benchmark_baselines.py --iters 20      # the whole path at a small budget (minutes)
+
+Every model gets the same budget: ``--iters`` iterations (FMA-Net: stage 1 and stage 2 each, as its demo),
+batch 4, 96 x 96 GT patches, as in their option files (``options/demo_stage1.yml``, ``options/demo_stage2.yml``,
+``options/baselines/demo_*.yml``). Budgeted copies of the option files go to ``<out-dir>/options/`` with the run
+names suffixed ``_it<N>`` and their schedules rescaled to ``N`` (milestones and cosine periods scaled by
+``N / total_iter``); validation during training is off (the benchmark evaluates afterwards). Then
+``tools/benchmark.py`` scores every run on the demo validation clip (``datasets.val`` of the options) with the same
+protocol and prints the table (cost, quality, training budget); ``<out-dir>/benchmark.{md,csv,json,png}``.
+The training wall time of each model (FMA-Net: both stages) is printed and written to ``<out-dir>/train_times.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+
+import fmanet_plugin  # noqa: F401  (registers the plugin)
+from fmanet_plugin.utils.atomic_io import atomic_write_text
+from fmanet_plugin.utils.run_info import latest_checkpoint, read_run_options
+from fmanet_plugin.utils.runtime import get_tool_logger
+
+import yaml
+from basicsr.utils.options import ordered_yaml
+
+ROOT = osp.abspath(osp.join(osp.dirname(__file__), osp.pardir))
+# table name -> option files trained in order (the last one is benchmarked)
+MODELS = {
+    'FMANet': ('options/demo_stage1.yml', 'options/demo_stage2.yml'),
+    'EDVR': ('options/baselines/demo_edvr.yml',),
+    'BasicVSR': ('options/baselines/demo_basicvsr.yml',),
+    'IconVSR': ('options/baselines/demo_iconvsr.yml',),
+    'BasicVSRPlusPlus': ('options/baselines/demo_basicvsrpp.yml',),
+}
+
+
+def budgeted_options(opt: dict, iters: int, renamed: dict[str, str]) -> dict:
+    """A copy of ``opt`` trained for ``iters`` iterations: run renamed, schedule rescaled, validation off.
+
+    Args:
+        opt (dict): Demo options.
+        iters (int): Iterations.
+        renamed (dict[str, str]): Original run name -> budgeted name, for ``path.pretrain_network_d``.
+    """
+    opt = dict(opt)
+    total = int(opt['train']['total_iter'])
+    opt['name'] = f'{opt["name"]}_it{iters}'
+    opt['train'] = dict(opt['train'], total_iter=iters)
+    scheduler = dict(opt['train']['scheduler'])
+    if 'milestones' in scheduler:
+        scheduler['milestones'] = [max(1, round(m * iters / total)) for m in scheduler['milestones']]
+    if 'periods' in scheduler:
+        scheduler['periods'] = [max(1, round(p * iters / total)) for p in scheduler['periods']]
+    opt['train']['scheduler'] = scheduler
+    opt['val'] = dict(opt.get('val') or {}, val_freq=10 * iters + 1)  # evaluated by the benchmark afterwards
+    opt['logger'] = dict(opt.get('logger') or {}, print_freq=max(1, min(50, iters // 4)), save_checkpoint_freq=iters)
+    path = dict(opt.get('path') or {})
+    for old, new in renamed.items():
+        if path.get('pretrain_network_d'):
+            path['pretrain_network_d'] = path['pretrain_network_d'].replace(f'/{old}/', f'/{new}/')
+    opt['path'] = path
+    return opt
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--iters', type=int, default=800, help='training iterations of every model (default 800)')
+    parser.add_argument('--models', default=','.join(MODELS), help=f'comma-separated, from {", ".join(MODELS)}')
+    parser.add_argument('--out-dir', default='results/benchmark_baselines', help='output folder')
+    parser.add_argument('--runs', type=int, default=3, help='timed forwards of the benchmark (default 3)')
+    args = parser.parse_args(argv)
+    if args.iters < 1:
+        parser.error(f'--iters must be >= 1, got {args.iters}')
+    names = [n.strip() for n in args.models.split(',') if n.strip()]
+    unknown = [n for n in names if n not in MODELS]
+    if unknown:
+        parser.error(f'unknown models {unknown}; choose from {", ".join(MODELS)}')
+    logger = get_tool_logger()
+    if not osp.isdir('datasets/demo'):
+        logger.info('benchmark_baselines: datasets/demo missing, generating it (tools/make_demo_data.py)')
+        subprocess.run(
+            [sys.executable, osp.join(ROOT, 'tools/make_demo_data.py'), '--out', 'datasets/demo'], check=True
+        )
+    opt_dir = osp.join(args.out_dir, 'options')
+    os.makedirs(opt_dir, exist_ok=True)
+    entries, train_times = [], {}
+    for name in names:
+        renamed, start = {}, time.perf_counter()
+        for source in MODELS[name]:
+            opt = budgeted_options(read_run_options(osp.join(ROOT, source)), args.iters, renamed)
+            renamed[opt['name'].removesuffix(f'_it{args.iters}')] = opt['name']
+            opt_path = osp.join(opt_dir, f'{opt["name"]}.yml')
+            atomic_write_text(yaml.dump(opt, Dumper=ordered_yaml()[1]), opt_path)
+            logger.info(f'benchmark_baselines: training {opt["name"]} ({args.iters} iterations)')
+            subprocess.run([sys.executable, osp.join(ROOT, 'tools/train.py'), '-opt', opt_path], check=True)
+        train_times[name] = time.perf_counter() - start
+        entries.append(f'{name}={opt_path}:{latest_checkpoint(opt)}')
+        logger.info(f'benchmark_baselines: {name} trained in {train_times[name]:.0f} s')
+    atomic_write_text(json.dumps(train_times, indent=2), osp.join(args.out_dir, 'train_times.json'))
+    cmd = [sys.executable, osp.join(ROOT, 'tools/benchmark.py'), '--models', 'Bicubic', '--checkpoints', *entries]
+    cmd += ['--out-dir', args.out_dir, '--runs', str(args.runs)]
+    code = subprocess.run(cmd).returncode
+    times = ', '.join(f'{n} {t:.0f} s' for n, t in train_times.items())
+    logger.info(f'benchmark_baselines: training wall time ({args.iters} iterations; FMANet: both stages): {times}')
+    return code
+
+
+if __name__ == '__main__':
+    sys.exit(main())
