@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import fmanet_plugin  # noqa: F401
 from fmanet_plugin.archs.fmanet_arch import FMANet
@@ -79,3 +82,15 @@ def small_model(official):
 def to_btchw(tensor: torch.Tensor) -> torch.Tensor:
     """Fixture tensors are (b, c, t, h, w); the plugin's are (b, t, c, h, w)."""
     return tensor.transpose(1, 2) if tensor.dim() == 5 else tensor
+
+
+def load_tool(name: str) -> ModuleType:
+    """Import ``tools/<name>.py`` by path (the tools are scripts, not a package; ``tools`` is not on ``sys.path``
+    under a bare ``pytest``). Registered in ``sys.modules`` while it runs: dataclasses look their module up."""
+    spec = importlib.util.spec_from_file_location(
+        f'tool_{name}', Path(__file__).resolve().parents[1] / 'tools' / f'{name}.py'
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import random
 import re
 from pathlib import Path
-from types import ModuleType
 
 import fmanet_plugin  # noqa: F401
 from fmanet_plugin.data.vsrdb_dataset import VSRDBDataset, transform_frames
@@ -22,16 +20,9 @@ import torch.nn.functional as F
 from basicsr.archs.arch_util import flow_warp
 from basicsr.utils import FileClient, imfrombytes
 from basicsr.utils.registry import DATASET_REGISTRY
+from conftest import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_tool(name: str) -> ModuleType:
-    """Import ``tools/<name>.py`` by path (``tools`` is not on ``sys.path`` under a bare ``pytest``)."""
-    spec = importlib.util.spec_from_file_location(f'_tool_{name}', ROOT / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 create_lmdb = load_tool('create_lmdb')

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import fmanet_plugin  # noqa: F401
@@ -25,20 +23,11 @@ import torch
 import yaml
 from basicsr.data.data_util import generate_frame_indices
 from basicsr.utils.registry import METRIC_REGISTRY
-from conftest import TINY_NET
+from conftest import TINY_NET, load_tool
 
 TOOLS = Path(__file__).resolve().parents[1] / 'tools'
 TEXTURE = cv2.GaussianBlur(np.random.default_rng(0).uniform(0, 255, (160, 200, 3)).astype(np.float32), (0, 0), 2.0)
 TEXTURE = cv2.normalize(TEXTURE, None, 0, 255, cv2.NORM_MINMAX)
-
-
-def load_tool(name: str):
-    """Import ``tools/<name>.py`` as a module (the tools are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(f'tool_{name}', TOOLS / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the tool is imported
-    spec.loader.exec_module(module)
-    return module
 
 
 def moving_texture(velocity: tuple[float, float], num: int = 4, size=(96, 128), origin=(30, 30)) -> list[np.ndarray]:

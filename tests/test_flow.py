@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 
 import fmanet_plugin  # noqa: F401
 from fmanet_plugin.utils.lmdb_io import read_lmdb_meta_info
@@ -15,19 +13,12 @@ import numpy as np
 import pytest
 import torch
 from basicsr.utils import FileClient
+from conftest import load_tool
 from skimage import data as skdata
 from torchvision.models.optical_flow import raft_large, raft_small
 
 ROOT = Path(__file__).resolve().parents[1]
 RAFT_SMALL = ROOT / 'tests' / 'data' / 'raft-small.pth'  # original princeton-vl release, see LICENSE_RAFT.txt
-
-
-def load_tool(name: str) -> ModuleType:
-    """Import ``tools/<name>.py`` by path (``tools`` is not on ``sys.path`` under a bare ``pytest``)."""
-    spec = importlib.util.spec_from_file_location(f'_tool_{name}', ROOT / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(autouse=True, scope='module')

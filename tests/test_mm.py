@@ -3,7 +3,6 @@ equivalence with the BasicSR path (dataset samples, stage-2 loss and update, val
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import random
 import shutil
@@ -11,7 +10,6 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import fmanet_plugin  # noqa: F401
 from fmanet_plugin.archs.fmanet_arch import FMANet
@@ -34,7 +32,7 @@ import pytest
 import torch
 from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr.utils import tensor2img
-from conftest import TINY_NET, network_opt
+from conftest import TINY_NET, load_tool, network_opt
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper, OptimWrapperDict, build_optim_wrapper
 from mmengine.registry import DATASETS, METRICS, MODELS, DefaultScope, Registry
@@ -43,13 +41,6 @@ from test_losses import fixture_batch, released_train_opt
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / 'options' / 'mm'
-
-
-def load_tool(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f'_tool_{name}', ROOT / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope='module', autouse=True)

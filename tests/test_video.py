@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -22,18 +21,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_NET
+from conftest import TINY_NET, load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_tool(name: str):
-    """Import ``tools/<name>.py`` as a module."""
-    spec = importlib.util.spec_from_file_location(f'tool_{name}', ROOT / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def encode_video(path: Path, frames: list[np.ndarray], fps: int = 10, audio: bool = True, rotation: int = 0) -> None:
