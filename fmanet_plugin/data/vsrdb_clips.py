@@ -4,6 +4,9 @@ temporal windows of the training and test datasets (shared by BasicSR's datasets
 Streams (``<root>/<clip>/<frame>.<ext>`` on disk, key ``clip/frame`` in an LMDB): ``lq`` blurry LR, ``gt`` sharp
 HR, ``lq_sharp`` sharp LR and ``flow`` (``<clip>/<centre>_<neighbour>.npy``, float32 (h, w, 2), flow from the
 centre frame to the neighbour in LR pixels, x then y; LMDB key ``clip/<centre>_<neighbour>``, raw float32 bytes).
+On disk, an image stream may instead be a folder of video files ``<root>/<clip>.<ext>`` (:data:`VIDEO_EXTENSIONS`):
+each video is a clip named by its file stem, with frames named ``%08d`` by index, decoded by the package's one
+video reader (:class:`~fmanet_plugin.utils.frame_io.FrameSource`); test windows only, as each read decodes a clip.
 
 Windows: training reads the window of a random centre lying wholly inside the clip (:func:`read_training_window`);
 test reads the window of a given frame, edge-padded by repeating the first/last frame (basicsr's
@@ -21,8 +24,11 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from fmanet_plugin.data.vsrdb_video_clips import check_video_stream, list_videos, refuse_video_roots, video_frame_stems
 from fmanet_plugin.utils.errors import suggest
+from fmanet_plugin.utils.frame_io import FrameSource
 from fmanet_plugin.utils.lmdb_io import read_lmdb_meta_info
+from fmanet_plugin.utils.video_io import VIDEO_EXTENSIONS, count_video_frames
 
 import numpy as np
 from basicsr.data.data_util import generate_frame_indices
@@ -68,7 +74,8 @@ def list_clips(opt: dict, root: str, owner: str) -> dict[str, list[str]]:
     """List the clips and frame stems of a dataset.
 
     From ``opt['meta_info_file']`` if given; otherwise from the LMDB meta info of ``root`` (lmdb backend) or
-    from the clip folders under ``root`` (disk backend, files ending with ``.<filename_ext>``).
+    from the clip folders under ``root`` (disk backend, files ending with ``.<filename_ext>``) or the video files
+    directly under it (one clip per video, frames ``%08d`` by index; see :func:`list_videos`).
 
     Args:
         opt (dict): Dataset options (``meta_info_file``, ``filename_tmpl``, ``filename_ext``, ``io_backend``).
@@ -91,10 +98,18 @@ def list_clips(opt: dict, root: str, owner: str) -> dict[str, list[str]]:
             raise FileNotFoundError(f"{owner}: frame folder '{root}' not found")
         ext = '.' + opt.get('filename_ext', 'png')
         clips = {}
-        for clip_dir in root_path.iterdir():
+        videos = list_videos(root, owner)
+        if videos:
+            clips = {clip: video_frame_stems(count_video_frames(path)) for clip, path in videos.items()}
+        for clip_dir in root_path.iterdir() if not videos else ():
             stems = [p.stem for p in clip_dir.iterdir() if p.suffix == ext] if clip_dir.is_dir() else []
             if stems:
                 clips[clip_dir.name] = stems
+        if not clips:
+            raise ValueError(
+                f"{owner}: '{root}' holds no clip: neither sub-folders of {ext} frames nor video files "
+                f'({", ".join(VIDEO_EXTENSIONS)})'
+            )
     clips = {clip: sorted(stems, key=_stem_sort_key) for clip, stems in sorted(clips.items())}
     for clip, stems in clips.items():
         check_frame_numbering(clip, stems, root, owner)
@@ -148,6 +163,10 @@ def check_dataset_files(
     problems: list[str] = []
     for stream, root in roots.items():
         label = f"dataroot_{stream} '{root}'"
+        videos = list_videos(root, owner) if io_backend == 'disk' and stream != 'flow' else {}
+        if videos:
+            problems += check_video_stream(stream, videos, clips, roots, owner)
+            continue
         if io_backend == 'lmdb':
             try:
                 present = set(read_lmdb_meta_info(root))
@@ -198,12 +217,16 @@ def _first(items: list[str], limit: int = 3) -> str:
 
 
 def open_dataset(
-    opt: dict, required: tuple[str, ...], optional: tuple[str, ...], owner: str
+    opt: dict, required: tuple[str, ...], optional: tuple[str, ...], owner: str, allow_video: bool = False
 ) -> tuple[VSRDBReader, dict[str, list[str]]]:
     """Check a BasicSR dataset's ``dataroot_<stream>`` options, build its reader and list its clips (from ``lq``).
 
+    Args:
+        allow_video (bool): Whether streams may be folders of videos (test datasets, read in order). Default: False.
+
     Raises:
-        ValueError: Naming the first missing required ``dataroot_<stream>`` option.
+        ValueError: Naming the first missing required ``dataroot_<stream>`` option, or a video folder when
+            ``allow_video`` is False.
         FileNotFoundError: Listing every configured folder (or LMDB) that does not exist.
     """
     roots = {}
@@ -216,6 +239,8 @@ def open_dataset(
     io_backend = opt.get('io_backend', {'type': 'disk'})
     check_dataset_files(roots, {}, io_backend.get('type'), opt.get('filename_ext', 'png'), owner)  # the folders
     reader = VSRDBReader(roots, io_backend, opt.get('filename_ext', 'png'), owner)
+    if not allow_video and reader.backend == 'disk':
+        refuse_video_roots(roots, owner)
     return reader, list_clips({**opt, 'io_backend': io_backend}, roots['lq'], owner)
 
 
@@ -282,6 +307,10 @@ _LMDB_CLIENTS: dict[tuple[int, str], FileClient] = {}
 class VSRDBReader:
     """Reads frames and flows through basicsr's FileClient, created lazily (once per worker process).
 
+    A disk stream whose folder holds videos (:func:`list_videos`) is read through
+    :class:`~fmanet_plugin.utils.frame_io.FrameSource`: a clip is decoded whole when one of its frames is first
+    asked for, and only the current clip of each stream is kept (test windows read a clip in order).
+
     Args:
         roots (dict[str, str]): Stream name (``lq``, ``gt``, ``lq_sharp``, ``flow``) -> folder or ``.lmdb``.
         io_backend (dict): ``{'type': 'disk' | 'lmdb', ...}`` (extra keys go to the FileClient).
@@ -302,6 +331,33 @@ class VSRDBReader:
         self.ext = filename_ext
         self.owner = owner
         self.client = None
+        self.videos: dict[str, dict[str, Path]] = {}
+        if self.backend == 'disk':
+            videos = {stream: list_videos(root, owner) for stream, root in roots.items() if stream != 'flow'}
+            self.videos = {stream: clips for stream, clips in videos.items() if clips}
+        self._decoded: dict[str, tuple[str, dict[str, np.ndarray]]] = {}
+
+    def _video_frame(self, stream: str, clip: str, stem: str) -> np.ndarray:
+        """Frame ``stem`` of ``clip`` from the stream's video, uint8 BGR (h, w, 3)."""
+        path = self.videos[stream].get(clip)
+        if path is None:
+            raise FileNotFoundError(f"{self.owner}: no {stream} video of clip '{clip}' in '{self.roots[stream]}'")
+        if stream not in self._decoded or self._decoded[stream][0] != clip:
+            self._decoded.pop(stream, None)  # free the previous clip before decoding the next
+            frames = dict(FrameSource(str(path)))
+            expected = count_video_frames(path)
+            if len(frames) != expected:
+                raise ValueError(
+                    f"{self.owner}: video '{path}' decoded to {len(frames)} frames, its stream holds {expected}"
+                )
+            self._decoded[stream] = (clip, frames)
+        frame = self._decoded[stream][1].get(stem)
+        if frame is None:
+            raise FileNotFoundError(
+                f"{self.owner}: video '{path}' has no frame {stem} (frames are named %08d by index, "
+                f'{len(self._decoded[stream][1])} in all)'
+            )
+        return frame
 
     def _lmdb_client(self, root: str) -> FileClient:
         # py-lmdb refuses to open one environment twice in a process (e.g. train and val datasets on the same
@@ -328,6 +384,8 @@ class VSRDBReader:
 
     def image(self, stream: str, clip: str, stem: str) -> np.ndarray:
         """Read one frame as a BGR float32 array (h, w, 3) in [0, 1]."""
+        if stream in self.videos:
+            return self._video_frame(stream, clip, stem).astype(np.float32) / 255.0
         content, where = self._get(stream, clip, stem, self.ext)
         img = imfrombytes(content, float32=False)
         if img is None:

@@ -24,6 +24,8 @@ class VSRDBTestDataset(data.Dataset):
     (optional; without it the clips are listed from ``dataroot_lq``), ``clips`` (optional list restricting
     the clips), ``exclude_clips`` (optional list), ``num_frame`` (odd, default 3), ``scale`` (4),
     ``filename_tmpl`` (``'08d'``), ``filename_ext`` (``'png'``), ``io_backend`` (``{type: disk | lmdb}``).
+    On disk, ``dataroot_lq`` / ``dataroot_gt`` may also be folders of videos ``<root>/<clip>.mp4`` (any of
+    ``VIDEO_EXTENSIONS``): one clip per video, frames ``%08d`` by index, each clip decoded once.
 
     Returns ``lq`` (t, c, h, w), ``gt`` (c, s*h, s*w) centre frame (only with ``dataroot_gt``), ``clip``,
     ``frame`` (file stem), ``frame_idx`` (0-based), ``num_frames`` (frames in the clip) and ``key``
@@ -49,7 +51,7 @@ class VSRDBTestDataset(data.Dataset):
         name = type(self).__name__
         self.num_frame = check_num_frame(opt.get('num_frame', 3), name)
         self.scale = int(opt.get('scale', 4))
-        self.reader, clips = open_dataset(opt, ('lq',), ('gt',), name)
+        self.reader, clips = open_dataset(opt, ('lq',), ('gt',), name, allow_video=True)
         lq_root, only, excluded = self.reader.roots['lq'], opt.get('clips'), opt.get('exclude_clips')
         self.clips = select_clips(clips, name, lq_root, only=only, exclude=excluded)
         check_dataset_files(self.reader.roots, self.clips, self.reader.backend, self.reader.ext, name)

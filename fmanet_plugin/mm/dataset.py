@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from fmanet_plugin.data.vsrdb_clips import check_dataset_files, check_num_frame, list_clips, select_clips
+from fmanet_plugin.data.vsrdb_video_clips import refuse_video_roots
 from fmanet_plugin.mm.registry import DATASETS
 
 from mmengine.dataset import BaseDataset
@@ -80,6 +81,8 @@ class VSRDBDataset(BaseDataset):
             io_backend=self.io_backend,
         )
         check_dataset_files(roots, {}, self.io_backend.get('type'), self.filename_ext, name)  # the folders first
+        if not self.test_mode and self.io_backend.get('type') == 'disk':
+            refuse_video_roots(roots, name)
         warn = None if self.test_mode else (lambda msg: print_log(msg, level=logging.WARNING))
         clips = select_clips(
             list_clips(opt, roots['lq'], name),

@@ -184,6 +184,18 @@ class VideoReader:
             )
 
 
+def count_video_frames(path: str | Path) -> int:
+    """Number of frames in the first video stream of ``path``, counted from its packets (nothing is decoded).
+
+    Raises:
+        ValueError: If ``path`` is not a video FFmpeg can read or has no video stream.
+    """
+    with _open(Path(path)) as container:
+        if not container.streams.video:
+            raise ValueError(f'cannot open {path} as a video: it has no video stream')
+        return sum(1 for packet in container.demux(container.streams.video[0]) if packet.size)
+
+
 class AudioRemuxer:
     """Feeds the audio packets of a source file into an output container, without decoding them.
 
