@@ -248,7 +248,7 @@ def test_test_tool_names_the_checkpoint_and_data_problems(demo, tmp_path, capsys
     (lq / '001' / '00000002.png').unlink()
     status, line = run_tool(test_tool.main, ['-opt', write_test_opt(demo, tmp_path, lq), '--ckpt', stage2], capsys)
     assert line == (
-        f"error: VSRDBTestDataset: clip '001' under '{lq}' has a gap in its frame numbering: frame 00000002 is "
+        f"error: test set demo: clip '001' under '{lq}' has a gap in its frame numbering: frame 00000002 is "
         'missing between 00000000 and 00000004'
     )
 
@@ -257,7 +257,7 @@ def test_test_tool_names_the_checkpoint_and_data_problems(demo, tmp_path, capsys
     cv2.imwrite(str(lq / '001' / '00000003.png'), np.zeros((8, 8, 3), np.uint8))
     status, line = run_tool(test_tool.main, ['-opt', write_test_opt(demo, tmp_path, lq), '--ckpt', stage2], capsys)
     assert status == 1 and line == (
-        'error: VSRDBTestDataset: LR frame 001/00000003 has size (8, 8), expected (16, 16) like 001/00000001 '
+        'error: test set demo: LR frame 001/00000003 has size (8, 8), expected (16, 16) like 001/00000000 '
         '(all frames of a clip must have one size)'
     )
 

@@ -132,7 +132,9 @@ def test_torchrun_two_processes_gloo(workdir):
 def test_pretrain_network_d_state_continues_stage1_optimizer_and_schedule(workdir):
     from basicsr.models import build_model
 
-    train(workdir, write_opt(workdir, 1, 'tiny_s1_state'))
+    stage1_opt = write_opt(workdir, 1, 'tiny_s1_state')
+    stage1_lr = float(yaml.safe_load(stage1_opt.read_text())['train']['optim_d']['lr'])
+    train(workdir, stage1_opt)
     state_path = workdir / 'experiments' / 'tiny_s1_state' / 'training_states' / '4.state'
     saved = torch.load(state_path, weights_only=False)
 
@@ -151,12 +153,13 @@ def test_pretrain_network_d_state_continues_stage1_optimizer_and_schedule(workdi
         assert float(restored['state'][index]['step']) == 4.0 == float(entry['step'])
         assert torch.equal(restored['state'][index]['exp_avg'], entry['exp_avg'])
         assert torch.equal(restored['state'][index]['exp_avg_sq'], entry['exp_avg_sq'])
-    # stage 1: lr 1e-3 halved at milestone 3 (scheduler at last_epoch 3 after 4 iterations)
-    assert [g['lr'] for g in optim_d.param_groups] == [5e-4]
+    # stage 1's learning rate halved at milestone 3 (scheduler at last_epoch 3 after 4 iterations)
+    assert [g['lr'] for g in optim_d.param_groups] == [stage1_lr * 0.5]
     assert model.schedulers[0].last_epoch == 3
-    # Net_R starts fresh at the stage-2 rate (1e-3, options/demo_stage2.yml) with no Adam state
-    assert [g['lr'] for g in optim_r.param_groups] == [1e-3] and not optim_r.state_dict()['state']
+    # Net_R starts fresh at the stage-2 rate of options/demo_stage2.yml with no Adam state
+    stage2_lr = float(opt['train']['optim_r']['lr'])
+    assert [g['lr'] for g in optim_r.param_groups] == [stage2_lr] and not optim_r.state_dict()['state']
     assert model.schedulers[1].last_epoch == 0
     # the next milestone of the continued Net_D schedule is stage 1's: one more step at 4 does not halve again
     model.update_learning_rate(2)
-    assert [g['lr'] for g in optim_d.param_groups] == [5e-4]
+    assert [g['lr'] for g in optim_d.param_groups] == [stage1_lr * 0.5]

@@ -44,7 +44,7 @@ def write_opt(
     opt['datasets']['train'].update(gt_size=32, batch_size_per_gpu=2, dataset_enlarge_ratio=1)
     opt['datasets']['train']['num_worker_per_gpu'] = workers
     opt['train'].update({'total_iter': TOTAL, **(train or {})})
-    opt['train']['scheduler']['milestones'] = [6]
+    opt['train']['scheduler'] = {'type': 'MultiStepLR', 'milestones': [6], 'gamma': 0.5}  # a decay mid-run
     opt['logger'].update({'print_freq': 1, 'save_checkpoint_freq': FREQ, 'keep_checkpoints': 2, **(logger or {})})
     opt['path']['pretrain_network_d'] = None
     opt['val']['val_freq'] = FREQ

@@ -422,6 +422,24 @@ class VSRDBReader:
         return flow
 
 
+def check_frame_sizes(frames: list[np.ndarray], names: list[str], stream: str, owner: str) -> None:
+    """Raise a ValueError naming the first frame whose size differs from ``frames[0]``'s (all frames of a clip
+    must have one size).
+
+    Args:
+        frames (list[np.ndarray]): (h, w, c) images.
+        names (list[str]): ``clip/frame`` of each, for the message.
+        stream (str): ``'LR'`` or ``'HR'``, for the message.
+        owner (str): Who reads them, for the message.
+    """
+    for name, frame in zip(names, frames):
+        if frame.shape[:2] != frames[0].shape[:2]:
+            raise ValueError(
+                f'{owner}: {stream} frame {name} has size {frame.shape[:2]}, expected {frames[0].shape[:2]} like '
+                f'{names[0]} (all frames of a clip must have one size)'
+            )
+
+
 def check_scale(lr: np.ndarray, hr: np.ndarray, scale: int, hr_where: str, owner: str) -> None:
     """Raise a ValueError naming ``hr_where`` unless ``hr`` is exactly ``scale`` times ``lr`` in size."""
     if hr.shape[:2] != (lr.shape[0] * scale, lr.shape[1] * scale):
@@ -482,13 +500,7 @@ def read_test_window(
     indices = generate_frame_indices(frame_idx, len(stems), num_frame, padding='replicate')
     window_data = _centre_info(clip, stems, frame_idx)
     window_data['lq'] = [reader.image('lq', clip, stems[i]) for i in indices]
-    lr_shape = window_data['lq'][0].shape
-    for i, lq in zip(indices, window_data['lq']):
-        if lq.shape != lr_shape:
-            raise ValueError(
-                f'{owner}: LR frame {clip}/{stems[i]} has size {lq.shape[:2]}, expected {lr_shape[:2]} like '
-                f'{clip}/{stems[indices[0]]} (all frames of a clip must have one size)'
-            )
+    check_frame_sizes(window_data['lq'], [f'{clip}/{stems[i]}' for i in indices], 'LR', owner)
     if 'gt' in reader.roots:
         window_data['gt'] = reader.image('gt', clip, stems[frame_idx])
         check_scale(window_data['lq'][num_frame // 2], window_data['gt'], scale, window_data['key'], owner)

@@ -19,7 +19,7 @@ import os.path as osp
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fmanet_plugin.data.vsrdb_clips import open_dataset, select_clips
+from fmanet_plugin.data.vsrdb_clips import check_frame_sizes, open_dataset, select_clips
 from fmanet_plugin.metrics.clip_eval import ClipEvaluator
 from fmanet_plugin.utils.atomic_io import atomic_imwrite
 from fmanet_plugin.utils.clip_restoration import model_kind, restore_clip, window_length
@@ -165,6 +165,7 @@ def score_test_set(
     reader = test_set.reader
     for clip, stems in tqdm(test_set.clips.items(), desc=test_set.name, unit='clip', dynamic_ncols=True):
         frames = [reader.image('lq', clip, stem) for stem in stems]
+        check_frame_sizes(frames, [f'{clip}/{stem}' for stem in stems], 'LR', f'test set {test_set.name}')
         lq = torch.stack(img2tensor(frames, bgr2rgb=True, float32=True)).to(device)
         output = restorer(lq)
         for idx, stem in enumerate(stems):
