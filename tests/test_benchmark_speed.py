@@ -57,3 +57,48 @@ def test_worker_measures_one_training_step(tmp_path, official):
     assert set(child['grads']) == set(grads)
     largest = max(g.abs().max().item() for g in grads.values())
     assert max((child['grads'][k] - g).abs().max().item() for k, g in grads.items()) <= 1e-3 * largest
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live (not yet reaped, not a zombie) process."""
+    try:
+        state = open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != 'Z'
+
+
+def test_background_load_starts_its_loops_and_stops_them():
+    with benchmark_speed.BackgroundLoad(2) as load:
+        pids = [proc.pid for proc in load.procs]
+        assert len(set(pids)) == 2 and all(_running(pid) for pid in pids)
+        for pid in pids:  # the documented single-threaded loop, not something else
+            assert 'cpu_load_loop.py' in open(f'/proc/{pid}/cmdline').read()
+            assert 'OMP_NUM_THREADS=1' in open(f'/proc/{pid}/environ').read().split('\0')
+    assert not any(_running(pid) for pid in pids)
+    assert all(proc.returncode is not None for proc in load.procs)
+    report = load.report
+    assert report['loops'] == 2 and report['alive_at_end'] == 2 and report['pids'] == pids
+    assert len(report['loop_gflops']) == 2 and all(rate > 0 for rate in report['loop_gflops'])
+
+
+def test_both_implementations_run_beside_the_same_loops(monkeypatch):
+    """A whole tiny run with ``--background-load 1``: every child saw one running loop, none survives, and the
+    children applied the thread rule with OMP_NUM_THREADS winning."""
+    monkeypatch.setenv('OMP_NUM_THREADS', '1')
+    monkeypatch.setattr(benchmark_speed, 'sgemm_gflops', lambda threads: 1.0)  # seconds of GEMM, not under test
+    args = benchmark_speed.parse_args(
+        ['--cases', 'inference', '--size', '8x12', '--allocators', 'default', '--background-load', '1']
+    )
+    args.network = TINY_NET
+    report = benchmark_speed.run(args)
+    (entry,) = report['cases']
+    pids = []
+    for impl in benchmark_speed.IMPLS:
+        (background,) = entry[impl]['background']
+        assert background['loops'] == 1 and background['alive_at_end'] == 1 and len(background['loop_gflops']) == 1
+        assert entry[impl]['threads'] == [1] and entry[impl]['thread_reasons'] == ['OMP_NUM_THREADS=1']
+        pids += background['pids']
+    assert len(set(pids)) == 2 and not any(_running(pid) for pid in pids)  # a fresh loop per child, all stopped
+    assert entry['diff']['output'] <= 1e-5  # the same inputs reached both children
+    assert 'loops GFLOP/s' in benchmark_speed.format_report(report)

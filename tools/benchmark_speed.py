@@ -7,6 +7,21 @@ Cases (the released configuration: T = 3, x4, dim 90, ...):
 * ``train``: one stage-2 training step, forward with ``gt`` and backward of the released stage-2 loss
   (``FMANetObjective``), LR ``--train-size`` (default 64x64), batch ``--batch`` (default 2). No optimiser step.
 
+Threads: each child applies the package's run-time rule (``fmanet_plugin.utils.threads``: one thread per core
+that is at least 90 % free of other processes, at most one per 32768 activation elements), as
+``tools/inference.py`` does, unless ``--threads`` or ``OMP_NUM_THREADS`` fixes the count; the report gives each
+child's count and the cores kept busy by other processes during its timed call.
+
+``--background-load N`` reproduces a busy machine: before each measured child it starts N competing CPU-bound
+processes, each a single-threaded loop of 256x256 float32 matrix products (numpy with ``OMP_NUM_THREADS``,
+``OPENBLAS_NUM_THREADS`` and ``MKL_NUM_THREADS`` set to 1 in the loops' environment only), waits until every loop
+runs, and stops them (SIGTERM, then SIGKILL) when the child ends, identically for both implementations. The report
+gives the loops' own rate (GFLOP/s per loop while the child ran) and the 1-minute load average at the child's end.
+
+``--tile`` runs the inference case through ``fmanet_plugin.utils.tiling.tiled_forward`` (as ``tools/inference.py
+--tile``); ``--impls fast`` measures one implementation only (e.g. a 1280x720 input, too large for the reference
+here).
+
 Every measurement runs in its own child process, so the peak RSS (``VmHWM`` of the child) is that of one
 implementation only. Both implementations of a case run under the same allocator settings; ``--allocators``
 picks them: ``default`` (glibc's defaults) and ``tuned`` (``MALLOC_MMAP_THRESHOLD_`` set to
@@ -23,6 +38,8 @@ Examples:
     python tools/benchmark_speed.py                                   # both cases, both allocator settings
     python tools/benchmark_speed.py --cases inference --allocators default --repeats 3
     python tools/benchmark_speed.py --size 90x160 --cases inference --json results/speed.json
+    python tools/benchmark_speed.py --size 90x160 --cases inference --background-load 2
+    python tools/benchmark_speed.py --size 720x1280 --cases inference --allocators default --impls fast --tile 256
 """
 
 from __future__ import annotations
@@ -53,6 +70,7 @@ TARGETS = {
 }
 # The released stage-2 loss weighting is read from the training options (``train`` section).
 STAGE2_OPTIONS = ROOT / 'options' / 'fmanet_stage2.yml'
+LOAD_LOOP = ROOT / 'tools' / 'cpu_load_loop.py'
 parse_size = size_type(minimum=5)
 
 
@@ -77,7 +95,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--train-size', type=parse_size, default=(64, 64), help='LR size of the training case')
     parser.add_argument('--batch', type=int, default=2, help='batch of the training case')
     parser.add_argument('--repeats', type=int, default=1, help='runs per implementation (best time is kept)')
-    parser.add_argument('--threads', type=int, default=os.cpu_count(), help='torch threads in the children')
+    parser.add_argument('--threads', type=int, help='torch threads in the children (default: the run-time rule)')
+    parser.add_argument('--impls', default='reference,fast', help='comma-separated: reference, fast')
+    parser.add_argument('--tile', type=int, default=0, help='inference: LR tile size (0 = whole frames)')
+    parser.add_argument('--tile-overlap', type=int, default=16, help='inference: tile overlap in LR pixels')
+    parser.add_argument(
+        '--background-load', type=int, default=0, help='competing single-threaded matmul loops beside each child'
+    )
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--ckpt', help='plugin checkpoint (params_ema, else params) instead of seeded random weights')
     parser.add_argument('--warmup', type=int, default=0, help='untimed runs before the timed one (per child)')
@@ -91,12 +115,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument('--json', help='also write the results here')
     parser.add_argument('--worker', help=argparse.SUPPRESS)  # internal: JSON spec of one child measurement
+    parser.add_argument('--load-loop', action='store_true', help=argparse.SUPPRESS)  # internal: one loop process
     args = parser.parse_args(argv)
+    args.network = {}  # FMANet arguments other than the released ones (tests use a tiny network)
     args.cases = parse_choices(args.cases, ('inference', 'train'), '--cases')
     args.allocators = parse_choices(args.allocators, ('default', 'tuned'), '--allocators')
     args.accuracy_dtypes = parse_choices(args.accuracy_dtypes, ('bf16', 'fp16'), '--accuracy-dtypes')
-    if args.repeats < 1 or args.batch < 1 or args.threads < 1:
+    args.impls = parse_choices(args.impls, IMPLS, '--impls')
+    if args.repeats < 1 or args.batch < 1 or (args.threads is not None and args.threads < 1):
         parser.error('--repeats, --batch and --threads must be positive')
+    if args.background_load < 0 or args.tile < 0 or (args.tile and not 0 <= args.tile_overlap < args.tile):
+        parser.error('--background-load and --tile must be >= 0, and 0 <= --tile-overlap < --tile')
     return args
 
 
@@ -112,18 +141,29 @@ def run_worker(spec: dict) -> None:
     import fmanet_plugin  # noqa: F401  (registers the plugin; installs the basicsr compatibility shim)
     from fmanet_plugin.archs.fmanet_arch import FMANet
     from fmanet_plugin.utils.runtime import autocast_context, rss_kb
+    from fmanet_plugin.utils.threads import LoadMeter, choose_num_threads
+    from fmanet_plugin.utils.tiling import tiled_forward
 
     import torch
 
-    torch.set_num_threads(spec['threads'])
     device = torch.device(spec['device'])
-    model = FMANet(impl=spec['impl'], **spec.get('network', {}))
+    network = spec.get('network', {})
+    h, w = spec['size']
+    b = spec['batch']
+    if spec.get('threads'):
+        threads, thread_reason = spec['threads'], '--threads'
+        torch.set_num_threads(threads)
+    else:  # the package's run-time rule, as tools/inference.py applies it (OMP_NUM_THREADS wins)
+        tile = spec.get('tile') or 0
+        pixels = min(h * w, tile**2) if tile else h * w
+        work = b * int(network.get('num_seq', 3)) * pixels * int(network.get('dim', 90))
+        threads, thread_reason = choose_num_threads(work)
+        torch.set_num_threads(threads)
+    model = FMANet(impl=spec['impl'], **network)
     model.load_state_dict(torch.load(spec['weights'], map_location='cpu', weights_only=True))
     model.to(device)
     call = torch.compile(model) if spec['compile'] else model
     gen = torch.Generator().manual_seed(spec['seed'])
-    h, w = spec['size']
-    b = spec['batch']
     lq = torch.rand(b, 3, 3, h, w, generator=gen)
     batch = {'lq': lq}
     if spec['case'] == 'train':
@@ -139,7 +179,14 @@ def run_worker(spec: dict) -> None:
         with autocast_context(device, spec['amp']):
             if spec['case'] == 'inference':
                 with torch.no_grad():
-                    return {'output': call(batch['lq'], outputs=('output',))['output']}
+                    output = tiled_forward(
+                        lambda x: call(x, outputs=('output',))['output'],
+                        batch['lq'],
+                        scale=4,
+                        tile=spec.get('tile') or 0,
+                        overlap=spec.get('tile_overlap', 16),
+                    )
+                    return {'output': output}
             model.zero_grad(set_to_none=True)
             outputs = call(batch['lq'], batch['gt'])
             loss = sum(objective(outputs, batch).values())
@@ -153,14 +200,19 @@ def run_worker(spec: dict) -> None:
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
+    meter = LoadMeter()  # cores kept busy by other processes during the timed step
     before, usage0, start = rss_kb('VmRSS'), resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     saved = step()
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
     wall = time.perf_counter() - start
     usage, peak_kb = resource.getrusage(resource.RUSAGE_SELF), rss_kb('VmHWM')
+    other_load = meter.other_load()
     result = dict(
         wall=wall,
+        threads=threads,
+        thread_reason=thread_reason,
+        other_load=other_load,
         user=usage.ru_utime - usage0.ru_utime,
         sys=usage.ru_stime - usage0.ru_stime,
         minflt=usage.ru_minflt - usage0.ru_minflt,
@@ -192,7 +244,7 @@ def accuracy_report(args: argparse.Namespace, weights: Path) -> list[dict]:
 
     import torch
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads or torch.get_num_threads())
     device = torch.device(args.device)
     lq = torch.rand(1, 3, 3, *args.accuracy_size, generator=torch.Generator().manual_seed(args.seed)).to(device)
     models = {}
@@ -231,6 +283,64 @@ def child_env(allocator: str, threshold: int) -> dict:
     return env
 
 
+class BackgroundLoad:
+    """``count`` competing processes (``tools/cpu_load_loop.py``) while the ``with`` block runs.
+
+    Entering starts them and returns once every loop runs; leaving stops them (SIGTERM, SIGKILL after 10 s) and
+    waits for them, so none survives the block. :attr:`report` then holds ``loops`` (started), ``alive_at_end``
+    (still running when the block ended), ``pids``, ``loop_gflops`` (each loop's own rate over its lifetime) and
+    ``loadavg_1min`` (at the block's end).
+    """
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.procs: list[subprocess.Popen] = []
+        self.report: dict = {}
+
+    def __enter__(self) -> BackgroundLoad:
+        env = dict(os.environ, OMP_NUM_THREADS='1', OPENBLAS_NUM_THREADS='1', MKL_NUM_THREADS='1')
+        cmd = [sys.executable, str(LOAD_LOOP)]
+        try:
+            for _ in range(self.count):
+                self.procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True))
+            for proc in self.procs:
+                if proc.stdout.readline().strip() != 'ready':
+                    raise RuntimeError(f'{LOAD_LOOP}: a background loop did not start (exit code {proc.poll()})')
+        except BaseException:
+            self._stop()
+            raise
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.report = self._stop()
+
+    def _stop(self) -> dict:
+        loadavg = os.getloadavg()[0]
+        alive = sum(proc.poll() is None for proc in self.procs)
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        rates = []
+        for proc in self.procs:
+            try:
+                out, _ = proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, _ = proc.communicate()
+            done = [json.loads(line) for line in out.splitlines() if line.startswith('{')]
+            if done:
+                rates.append(2 * done[-1]['size'] ** 3 * done[-1]['products'] / done[-1]['seconds'] / 1e9)
+        pids = [proc.pid for proc in self.procs]
+        return {'loops': self.count, 'alive_at_end': alive, 'pids': pids, 'loop_gflops': rates, 'loadavg_1min': loadavg}
+
+
+def run_loaded_child(spec: dict, env: dict, background_load: int) -> dict:
+    """:func:`run_child` with ``background_load`` competing loops beside it; the loops' report under ``background``."""
+    with BackgroundLoad(background_load) as load:
+        result = run_child(spec, env)
+    return {**result, 'background': load.report}
+
+
 def run_child(spec: dict, env: dict) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), '--worker', json.dumps(spec)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -250,9 +360,11 @@ def max_abs_diff(a: dict, b: dict) -> dict:
     return diffs
 
 
-def count_flops(case: str, size: tuple[int, int], batch: int, threads: int) -> dict[str, float]:
-    """FLOPs of one call of each implementation at ``size``, counted at a small size and scaled by the pixels
-    (every layer of FMA-Net costs the same per pixel)."""
+def count_flops(
+    case: str, size: tuple[int, int], batch: int, threads: int, network: dict | None = None
+) -> dict[str, float]:
+    """FLOPs of one call of each implementation at ``size`` (whole frames, also under ``--tile``), counted at a
+    small size and scaled by the pixels (every layer of FMA-Net costs the same per pixel)."""
     from fmanet_plugin.archs.fmanet_arch import FMANet
     from fmanet_plugin.losses.fmanet_loss import FMANetObjective
 
@@ -265,7 +377,7 @@ def count_flops(case: str, size: tuple[int, int], batch: int, threads: int) -> d
     flops = {}
     for impl in IMPLS:
         torch.manual_seed(0)
-        model = FMANet(impl=impl)
+        model = FMANet(impl=impl, **(network or {}))
         lq = torch.rand(1, 3, 3, *small)
         with FlopCounterMode(display=False) as counter:
             if case == 'inference':
@@ -330,6 +442,7 @@ def _run(args: argparse.Namespace, work: Path) -> dict:
     import fmanet_plugin  # noqa: F401
     from fmanet_plugin.archs.fmanet_arch import FMANet
     from fmanet_plugin.utils.checkpoint import read_state_dict
+    from fmanet_plugin.utils.threads import usable_cores
 
     import torch
     from tqdm import tqdm
@@ -339,30 +452,33 @@ def _run(args: argparse.Namespace, work: Path) -> dict:
         state, _ = read_state_dict(args.ckpt)  # params_ema, else params (fmanet_plugin.utils.checkpoint)
     else:
         torch.manual_seed(args.seed)
-        state = FMANet().state_dict()
+        state = FMANet(**args.network).state_dict()
     torch.save(state, weights)
 
     report = {
         'machine': machine(),
         'torch': torch.__version__,
-        'threads': args.threads,
+        'threads': args.threads or 'run-time rule',
+        'background_load': args.background_load,
+        'tile': [args.tile, args.tile_overlap] if args.tile else None,
         'device': args.device,
         'amp': args.amp,
         'compile': args.compile,
         'warmup': args.warmup,
-        'sgemm_gflops': sgemm_gflops(args.threads),
+        'sgemm_gflops': sgemm_gflops(args.threads or usable_cores()),
         'cases': [],
     }
     if args.accuracy:
         report['accuracy'] = accuracy_report(args, weights)
     jobs = [(case, alloc) for case in args.cases for alloc in args.allocators]
-    bar = tqdm(total=len(jobs) * args.repeats * 2, desc='benchmark', unit='run')
+    impls = [impl for impl in IMPLS if impl in args.impls]
+    bar = tqdm(total=len(jobs) * args.repeats * len(impls), desc='benchmark', unit='run')
     for case, alloc in jobs:
         size, batch = (args.size, 1) if case == 'inference' else (args.train_size, args.batch)
-        runs = {impl: [] for impl in IMPLS}
+        runs = {impl: [] for impl in impls}
         outputs = {}
         for repeat in range(args.repeats):
-            order = IMPLS if repeat % 2 == 0 else IMPLS[::-1]  # alternate who runs first
+            order = impls if repeat % 2 == 0 else impls[::-1]  # alternate who runs first
             for impl in order:
                 spec = {
                     'impl': impl,
@@ -376,15 +492,19 @@ def _run(args: argparse.Namespace, work: Path) -> dict:
                     'amp': args.amp,
                     'compile': args.compile,
                     'weights': str(weights),
+                    'network': args.network,
+                    'tile': args.tile if case == 'inference' else 0,
+                    'tile_overlap': args.tile_overlap,
                     'out': str(work / f'{case}_{alloc}_{impl}.pt'),
                     'result': str(work / f'{case}_{alloc}_{impl}.json'),
                 }
-                runs[impl].append(run_child(spec, child_env(alloc, args.mmap_threshold)))
+                runs[impl].append(run_loaded_child(spec, child_env(alloc, args.mmap_threshold), args.background_load))
                 outputs[impl] = spec['out']
                 bar.update()
-        diff = max_abs_diff(*(torch.load(outputs[i], weights_only=True) for i in IMPLS))
+        both = len(impls) == len(IMPLS)
+        diff = max_abs_diff(*(torch.load(outputs[i], weights_only=True) for i in IMPLS)) if both else {}
         entry = {'case': case, 'allocator': alloc, 'size': list(size), 'batch': batch, 'diff': diff}
-        for impl in IMPLS:
+        for impl in impls:
             entry[impl] = {
                 'wall': min(r['wall'] for r in runs[impl]),
                 'walls': [r['wall'] for r in runs[impl]],
@@ -395,17 +515,22 @@ def _run(args: argparse.Namespace, work: Path) -> dict:
                 'gpu_peak_mb': max(r.get('gpu_peak_mb', 0) for r in runs[impl]),
                 'rss_before_mb': min(r['rss_before_mb'] for r in runs[impl]),
                 'malloc_mmap_threshold': runs[impl][0]['malloc_mmap_threshold'],
+                'threads': [r['threads'] for r in runs[impl]],
+                'thread_reasons': [r['thread_reason'] for r in runs[impl]],
+                'other_load': [r['other_load'] for r in runs[impl]],
+                'background': [r['background'] for r in runs[impl]],
             }
-        entry['speedup'] = entry['reference']['wall'] / entry['fast']['wall']
-        entry['memory_fraction'] = entry['fast']['peak_rss_mb'] / entry['reference']['peak_rss_mb']
+        if both:
+            entry['speedup'] = entry['reference']['wall'] / entry['fast']['wall']
+            entry['memory_fraction'] = entry['fast']['peak_rss_mb'] / entry['reference']['peak_rss_mb']
         report['cases'].append(entry)
     bar.close()
     for case in args.cases:
         size, batch = (args.size, 1) if case == 'inference' else (args.train_size, args.batch)
-        flops = count_flops(case, size, batch, args.threads)
+        flops = count_flops(case, size, batch, args.threads or usable_cores(), args.network)
         for entry in report['cases']:
             if entry['case'] == case:
-                for impl in IMPLS:
+                for impl in impls:
                     entry[impl]['gflop'] = flops[impl] / 1e9
                     entry[impl]['gflops_per_s'] = flops[impl] / 1e9 / entry[impl]['wall']
     return report
@@ -413,34 +538,42 @@ def _run(args: argparse.Namespace, work: Path) -> dict:
 
 def format_report(report: dict) -> str:
     lines = [
-        f'Machine: {report["machine"]}; torch {report["torch"]}, {report["threads"]} threads; '
-        f'measured SGEMM {report["sgemm_gflops"]:.0f} GFLOP/s',
+        f'Machine: {report["machine"]}; torch {report["torch"]}, threads: {report["threads"]}; '
+        f'measured SGEMM {report["sgemm_gflops"]:.0f} GFLOP/s (without background loops)',
+        f'Background load: {report["background_load"]} single-threaded matmul loop(s) beside each child; '
+        f'tiles (size, overlap): {report["tile"] or "none"}',
         f'Device {report["device"]}, autocast {report["amp"] or "off (fp32)"}, compile {report["compile"]}, '
         f'warm-up runs {report["warmup"]}',
         '',
         '| case | allocator | impl | wall s | CPU s (sys) | minor faults | peak RSS MB (+ over start) '
-        '| GFLOP | GFLOP/s | speed-up | memory | max abs diff |',
-        '|---|---|---|---|---|---|---|---|---|---|---|---|',
+        '| GFLOP | GFLOP/s | threads | busy elsewhere | loops GFLOP/s, load avg | speed-up | memory | max abs diff |',
+        '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ]
     for e in report['cases']:
         speed_target, mem_target = TARGETS[(e['case'], e['allocator'])]
         for impl in IMPLS:
+            if impl not in e:
+                continue
             r = e[impl]
-            ratio = diff = ''
-            if impl == 'fast':
+            ratio = diff = mem = ''
+            threads = ','.join(str(t) for t in r['threads'])
+            busy = ','.join(f'{v:.1f}' for v in r['other_load'])
+            loops = '; '.join(
+                '+'.join(f'{g:.1f}' for g in b['loop_gflops']) + f', {b["loadavg_1min"]:.1f}' for b in r['background']
+            )
+            if impl == 'fast' and 'speedup' in e:
                 ok_speed = 'met' if e['speedup'] >= speed_target else 'NOT met'
                 ok_mem = 'met' if e['memory_fraction'] <= mem_target else 'NOT met'
                 ratio = f'{e["speedup"]:.2f}x (target {speed_target}x: {ok_speed})'
                 diff = ', '.join(f'{k} {v:.1e}' for k, v in e['diff'].items())
                 mem = f'{e["memory_fraction"]:.2f} (target {mem_target:.2f}: {ok_mem})'
-            else:
-                mem = ''
             size = f'{e["size"][0]}x{e["size"][1]}' + (f' b{e["batch"]}' if e['case'] == 'train' else '')
             lines.append(
                 f'| {e["case"]} {size} | {e["allocator"]} | {impl} | {r["wall"]:.1f} | '
                 f'{r["cpu"]:.1f} ({r["sys"]:.1f}) | {r["minflt"]:,} | '
                 f'{r["peak_rss_mb"]:.0f} (+{r["peak_rss_mb"] - r["rss_before_mb"]:.0f}) | '
-                f'{r.get("gflop", 0):.0f} | {r.get("gflops_per_s", 0):.0f} | {ratio} | {mem} | {diff} |'
+                f'{r.get("gflop", 0):.0f} | {r.get("gflops_per_s", 0):.0f} | {threads} | {busy} | {loops} | '
+                f'{ratio} | {mem} | {diff} |'
             )
     if report.get('accuracy'):
         lines += ['', '| autocast | impl | max abs diff vs fp32 reference | PSNR vs fp32 reference (dB) |']
