@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 from fmanet_plugin.archs.fmanet_arch import FMANet
 from fmanet_plugin.losses.fmanet_loss import FMANetObjective
@@ -75,6 +76,7 @@ def test_background_load_starts_its_loops_and_stops_them():
         for pid in pids:  # the documented single-threaded loop, not something else
             assert 'cpu_load_loop.py' in open(f'/proc/{pid}/cmdline').read()
             assert 'OMP_NUM_THREADS=1' in open(f'/proc/{pid}/environ').read().split('\0')
+        time.sleep(0.5)  # a stop right after 'ready' may come before the first timed product (rate 0)
     assert not any(_running(pid) for pid in pids)
     assert all(proc.returncode is not None for proc in load.procs)
     report = load.report
