@@ -40,30 +40,15 @@ print('VmHWM_KB', rss_kb('VmHWM'))
 
 def make_input(path: Path, frames: int, size: tuple[int, int], fps: int = 25) -> None:
     """A panning smooth texture, H.264, with a 440 Hz AAC tone."""
-    import av
+    from fmanet_plugin.utils.video_io import write_video_with_tone
+
     import cv2
     import numpy as np
 
     h, w = size
     texture = cv2.resize(np.random.default_rng(0).integers(0, 255, (8, 8, 3), np.uint8), (4 * w, 4 * h))
-    with av.open(str(path), 'w') as container:
-        video = container.add_stream('libx264', rate=fps)
-        video.width, video.height, video.pix_fmt = w, h, 'yuv420p'
-        audio = container.add_stream('aac', rate=48000)
-        audio.layout = 'mono'
-        for i in range(frames):
-            x = i % (3 * w)
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(texture[h : 2 * h, x : x + w]), format='bgr24')
-            frame.pts = i
-            container.mux(video.encode(frame))
-        total = round(frames / fps * 48000)
-        tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(total) / 48000)).astype(np.float32)
-        for start in range(0, total, 1024):
-            chunk = av.AudioFrame.from_ndarray(tone[None, start : start + 1024], format='flt', layout='mono')
-            chunk.sample_rate, chunk.pts = 48000, start
-            container.mux(audio.encode(chunk))
-        container.mux(audio.encode(None))
-        container.mux(video.encode(None))
+    frames_iter = (np.ascontiguousarray(texture[h : 2 * h, i % (3 * w) : i % (3 * w) + w]) for i in range(frames))
+    write_video_with_tone(path, frames_iter, fps)
 
 
 def describe(path: Path) -> dict:

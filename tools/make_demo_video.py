@@ -17,8 +17,8 @@ import argparse
 from pathlib import Path
 
 from fmanet_plugin.utils.errors import main_entry
+from fmanet_plugin.utils.video_io import write_video_with_tone
 
-import av
 import cv2
 import matplotlib.cbook
 import numpy as np
@@ -56,29 +56,8 @@ def render_shot(photo: np.ndarray, num: int, size: tuple[int, int], speed: float
 
 
 def write_video(path: Path, shots: list[list[np.ndarray]], fps: int) -> None:
-    """H.264 (CRF 12) video of the frames plus an AAC tone of the same length; written then renamed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.tmp_{path.name}')
-    frames = [frame for shot in shots for frame in shot]
-    with av.open(str(tmp), 'w') as container:
-        video = container.add_stream('libx264', rate=fps)
-        video.width, video.height, video.pix_fmt = frames[0].shape[1], frames[0].shape[0], 'yuv420p'
-        video.options = {'crf': '12'}
-        audio = container.add_stream('aac', rate=48000)
-        audio.layout = 'mono'
-        for i, image in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(image, format='bgr24').reformat(format='yuv420p')
-            frame.pts = i
-            container.mux(video.encode(frame))
-        total = round(len(frames) / fps * 48000)
-        tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(total) / 48000)).astype(np.float32)
-        for start in range(0, total, 1024):
-            chunk = av.AudioFrame.from_ndarray(tone[None, start : start + 1024], format='flt', layout='mono')
-            chunk.sample_rate, chunk.pts = 48000, start
-            container.mux(audio.encode(chunk))
-        container.mux(audio.encode(None))
-        container.mux(video.encode(None))
-    tmp.replace(path)
+    """H.264 (CRF 12) video of the frames plus an AAC tone of the same length, written atomically."""
+    write_video_with_tone(path, (frame for shot in shots for frame in shot), fps, crf=12)
 
 
 def main(argv: list[str] | None = None) -> Path:

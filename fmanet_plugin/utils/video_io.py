@@ -18,12 +18,12 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from fmanet_plugin.utils.atomic_io import publish_temp_file
+from fmanet_plugin.utils.atomic_io import atomic_path, publish_temp_file
 
 import av
 import numpy as np
@@ -389,3 +389,48 @@ class VideoWriter:
 def _has_audio(path: str | Path) -> bool:
     with _open(Path(path)) as container:
         return bool(container.streams.audio)
+
+
+def write_video_with_tone(
+    path: str | Path, frames: Iterable[np.ndarray], fps: int, crf: int | None = None, tone_hz: float = 440.0
+) -> int:
+    """Encode uint8 BGR frames (h, w, 3) as H.264 with a mono AAC sine tone of the same length, atomically.
+
+    Test and demo footage with an audio track (``tools/make_demo_video.py``, ``tools/benchmark_video_memory.py``).
+
+    Args:
+        path (str | Path): Output video (e.g. ``.mp4``).
+        frames (Iterable[np.ndarray]): The frames, all of one size; consumed as they come.
+        fps (int): Frame rate.
+        crf (int | None): x264 constant rate factor; None: the encoder's default. Default: None.
+        tone_hz (float): Frequency of the tone. Default: 440.
+
+    Returns:
+        int: The number of frames written.
+    """
+    rate, count = 48000, 0
+    with atomic_path(path) as tmp, av.open(tmp, 'w') as container:  # the temporary name keeps the extension
+        video = audio = None
+        for image in frames:
+            if video is None:
+                video = container.add_stream('libx264', rate=fps)
+                video.width, video.height, video.pix_fmt = image.shape[1], image.shape[0], 'yuv420p'
+                if crf is not None:
+                    video.options = {'crf': str(crf)}
+                audio = container.add_stream('aac', rate=rate)
+                audio.layout = 'mono'
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format='bgr24').reformat(format='yuv420p')
+            frame.pts = count
+            container.mux(video.encode(frame))
+            count += 1
+        if video is None:
+            raise ValueError(f'write_video_with_tone: no frame to write to {path}')
+        total = round(count / fps * rate)
+        tone = (0.2 * np.sin(2 * np.pi * tone_hz * np.arange(total) / rate)).astype(np.float32)
+        for start in range(0, total, 1024):
+            chunk = av.AudioFrame.from_ndarray(tone[None, start : start + 1024], format='flt', layout='mono')
+            chunk.sample_rate, chunk.pts = rate, start
+            container.mux(audio.encode(chunk))
+        container.mux(audio.encode(None))
+        container.mux(video.encode(None))
+    return count
