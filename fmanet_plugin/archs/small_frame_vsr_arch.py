@@ -21,6 +21,10 @@ second-order propagation only), with fewer parameters than on a GPU.
 
 from __future__ import annotations
 
+import os
+
+from fmanet_plugin.utils.checkpoint import load_weights
+
 import torch
 import torch.nn.functional as F
 from basicsr.archs.basicvsr_arch import BasicVSR, IconVSR
@@ -61,7 +65,11 @@ class SmallFrameBasicVSR(BasicVSR):
 
 @ARCH_REGISTRY.register()
 class SmallFrameIconVSR(IconVSR):
-    """basicsr's ``IconVSR`` (same arguments and weights) with ``SmallFrameSpyNet``."""
+    """basicsr's ``IconVSR`` (same arguments and weights) with ``SmallFrameSpyNet``.
+
+    ``edvr_path`` is loaded as by basicsr (its ``params``, strictly, into ``self.edvr``), but a missing or
+    mismatched file is reported in one line (made by ``tools/make_iconvsr_edvr.py``).
+    """
 
     def __init__(
         self,
@@ -72,7 +80,14 @@ class SmallFrameIconVSR(IconVSR):
         spynet_path: str | None = None,
         edvr_path: str | None = None,
     ):
-        super().__init__(num_feat, num_block, keyframe_stride, temporal_padding, spynet_path, edvr_path)
+        if edvr_path and not os.path.isfile(edvr_path):
+            raise FileNotFoundError(
+                f"network_g.edvr_path: {edvr_path} not found (IconVSR's EDVR feature extractor: make it with "
+                'tools/make_iconvsr_edvr.py, or set edvr_path: ~ for a random one)'
+            )
+        super().__init__(num_feat, num_block, keyframe_stride, temporal_padding, spynet_path, None)
+        if edvr_path:
+            load_weights(self.edvr, edvr_path, 'params')
         _use_small_frame_spynet(self, spynet_path)
 
 
