@@ -54,6 +54,24 @@ def parsed_options(path: Path, data_root: Path, work: Path) -> dict:
     return opt
 
 
+def make_edvr_extractor(work: Path) -> dict[str, torch.Tensor]:
+    """demo_iconvsr.yml's ``edvr_path`` made as documented: an EDVR of demo_edvr_for_iconvsr.yml (random weights
+    in place of its training) through tools/make_iconvsr_edvr.py; returns the EDVR's weights."""
+    from basicsr.archs.edvr_arch import EDVR
+
+    edvr_opt = ROOT / 'options/baselines/demo_edvr_for_iconvsr.yml'
+    network = {k: v for k, v in yaml.safe_load(edvr_opt.read_text())['network_g'].items() if k != 'type'}
+    edvr = EDVR(**network)
+    with torch.no_grad():
+        for tensor in edvr.state_dict().values():
+            tensor.copy_(torch.randn_like(tensor) * 0.1)
+    torch.save({'params': edvr.state_dict()}, work / 'edvr.pth')
+    cmd = [sys.executable, str(ROOT / 'tools/make_iconvsr_edvr.py'), str(work / 'edvr.pth'), '--out']
+    cmd += [str(work / 'extractor.pth'), '--iconvsr-opt', str(ROOT / 'options/baselines/demo_iconvsr.yml')]
+    subprocess.run(cmd + ['--edvr-opt', str(edvr_opt)], check=True)
+    return edvr.state_dict()
+
+
 @pytest.mark.parametrize('option_file', DEMO_BASELINES, ids=[p.stem for p in DEMO_BASELINES])
 def test_demo_baseline_trains_and_validates(option_file, tiny_demo, tmp_path):
     torch.manual_seed(0)
@@ -61,7 +79,14 @@ def test_demo_baseline_trains_and_validates(option_file, tiny_demo, tmp_path):
     assert opt['datasets']['train']['dataroot_lq'].startswith(str(tiny_demo))
     train_set = build_dataset(opt['datasets']['train'])
     val_set = build_dataset(opt['datasets']['val'])
+    edvr_state = None
+    if opt['network_g'].get('edvr_path'):  # IconVSR: its pretrained keyframe extractor
+        edvr_state = make_edvr_extractor(tmp_path)
+        opt['network_g']['edvr_path'] = str(tmp_path / 'extractor.pth')
     model = build_model(opt)
+    if edvr_state is not None:
+        extractor = model.get_bare_model(model.net_g).edvr.state_dict()
+        assert all(torch.equal(v, edvr_state[k]) for k, v in extractor.items())
 
     batch = torch.utils.data.default_collate([train_set[0]])
     num_frame = opt['datasets']['train']['num_frame']
