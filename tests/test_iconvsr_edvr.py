@@ -127,3 +127,16 @@ def test_small_frame_iconvsr_reports_a_bad_edvr_path_in_one_line(tmp_path):
     with pytest.raises(ValueError, match='unexpected key') as info:
         SmallFrameIconVSR(num_feat=8, num_block=1, temporal_padding=1, edvr_path=str(tmp_path / 'edvr.pth'))
     assert '\n' not in str(info.value)
+
+
+def test_benchmark_states_how_the_iconvsr_extractor_started():
+    from fmanet_plugin.utils.run_info import keyframe_extractor_note, training_budget
+
+    opt = yaml.safe_load((BASELINES / 'demo_iconvsr.yml').read_text())
+    path = opt['network_g']['edvr_path']
+    assert keyframe_extractor_note(opt['network_g']) == f'EDVR extractor pretrained ({path})'
+    assert training_budget(opt)['iterations'] == '800 + EDVR extractor'
+    opt['network_g']['edvr_path'] = None
+    assert keyframe_extractor_note(opt['network_g']) == 'EDVR extractor random init'
+    assert training_budget(opt)['iterations'] == 800
+    assert keyframe_extractor_note(network('demo_basicvsr.yml')) is None

@@ -57,7 +57,12 @@ from fmanet_plugin.utils.atomic_io import atomic_write_bytes, atomic_write_text
 from fmanet_plugin.utils.checkpoint import load_weights
 from fmanet_plugin.utils.cli import format_number, parse_size
 from fmanet_plugin.utils.errors import main_entry
-from fmanet_plugin.utils.run_info import latest_checkpoint, read_run_options, training_budget
+from fmanet_plugin.utils.run_info import (
+    keyframe_extractor_note,
+    latest_checkpoint,
+    read_run_options,
+    training_budget,
+)
 from fmanet_plugin.utils.runtime import (
     build_network_from_opt,
     get_tool_logger,
@@ -346,6 +351,8 @@ def measure_run(entry: RunEntry, args: argparse.Namespace) -> dict:
         return out.unsqueeze(1) if restorer.kind == 'sliding' else out
 
     detail = restorer.describe() if restorer.kind == 'sliding' else f'recurrent over {args.frames}'
+    note = keyframe_extractor_note(opt['network_g'])  # IconVSR: pretrained or random keyframe extractor
+    detail += f', {note}' if note else ''
     row = {'model': entry.name, 'variant': f'{opt["network_g"]["type"]}, {detail}', 'device': str(device)}
     row['options'], row['checkpoint'] = entry.opt_path, entry.ckpt
     measure_cost(row, model, forward, lq, args, device, rss_before)

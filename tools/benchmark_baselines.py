@@ -11,7 +11,15 @@ names suffixed ``_it<N>`` and their schedules rescaled to ``N`` (milestones and 
 ``N / total_iter``); validation during training is off (the benchmark evaluates afterwards). Then
 ``tools/benchmark.py`` scores every run on the demo validation clip (``datasets.val`` of the options) with the same
 protocol and prints the table (cost, quality, training budget); ``<out-dir>/benchmark.{md,csv,json,png}``.
-The training wall time of each model (FMA-Net: both stages) is printed and written to ``<out-dir>/train_times.json``.
+The training wall time of each model (FMA-Net: both stages; IconVSR: with its EDVR) is printed and written to
+``<out-dir>/train_times.json``.
+
+IconVSR, as in its paper, takes its keyframe features from a pretrained EDVR feature extractor: first a demo EDVR
+of the extractor's configuration (``options/baselines/demo_edvr_for_iconvsr.yml``) trains with the same budget,
+``tools/make_iconvsr_edvr.py`` keeps its extractor (``<out-dir>/pretrained/``), and IconVSR trains from it
+(``network_g.edvr_path``). ``--iconvsr-random-edvr`` skips that: the extractor starts from random weights. The
+table's Variant column says which (``EDVR extractor pretrained (...)`` / ``random init``), and the Iterations
+column of a pretrained one reads ``N + EDVR extractor``.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ MODELS = {
     'FMANet': ('options/demo_stage1.yml', 'options/demo_stage2.yml'),
     'EDVR': ('options/baselines/demo_edvr.yml',),
     'BasicVSR': ('options/baselines/demo_basicvsr.yml',),
-    'IconVSR': ('options/baselines/demo_iconvsr.yml',),
+    'IconVSR': ('options/baselines/demo_edvr_for_iconvsr.yml', 'options/baselines/demo_iconvsr.yml'),
     'BasicVSRPlusPlus': ('options/baselines/demo_basicvsrpp.yml',),
 }
 
@@ -71,12 +79,30 @@ def budgeted_options(opt: dict, iters: int, renamed: dict[str, str]) -> dict:
     return opt
 
 
+def make_iconvsr_extractor(edvr_opt_path: str, edvr_opt: dict, iconvsr_source: str, out_dir: str) -> str:
+    """Keep the feature extractor of a trained demo EDVR for IconVSR (``tools/make_iconvsr_edvr.py``).
+
+    Returns:
+        str: The extractor file, for IconVSR's ``network_g.edvr_path``.
+    """
+    out = osp.join(out_dir, 'pretrained', f'{edvr_opt["name"]}_extractor.pth')
+    cmd = [sys.executable, osp.join(ROOT, 'tools/make_iconvsr_edvr.py'), latest_checkpoint(edvr_opt), '--out', out]
+    cmd += ['--iconvsr-opt', osp.join(ROOT, iconvsr_source), '--edvr-opt', edvr_opt_path]
+    subprocess.run(cmd, check=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--iters', type=int, default=800, help='training iterations of every model (default 800)')
     parser.add_argument('--models', default=','.join(MODELS), help=f'comma-separated, from {", ".join(MODELS)}')
     parser.add_argument('--out-dir', default='results/benchmark_baselines', help='output folder')
     parser.add_argument('--runs', type=int, default=3, help='timed forwards of the benchmark (default 3)')
+    parser.add_argument(
+        '--iconvsr-random-edvr',
+        action='store_true',
+        help="IconVSR's EDVR feature extractor from random weights (default: a demo EDVR trained first)",
+    )
     args = parser.parse_args(argv)
     if args.iters < 1:
         parser.error(f'--iters must be >= 1, got {args.iters}')
@@ -94,14 +120,21 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(opt_dir, exist_ok=True)
     entries, train_times = [], {}
     for name in names:
-        renamed, start = {}, time.perf_counter()
-        for source in MODELS[name]:
+        renamed, start, edvr_path = {}, time.perf_counter(), None
+        sources = MODELS[name]
+        if name == 'IconVSR' and args.iconvsr_random_edvr:
+            sources = sources[1:]
+        for i, source in enumerate(sources):
             opt = budgeted_options(read_run_options(osp.join(ROOT, source)), args.iters, renamed)
             renamed[opt['name'].removesuffix(f'_it{args.iters}')] = opt['name']
+            if 'IconVSR' in opt['network_g']['type']:
+                opt['network_g'] = dict(opt['network_g'], edvr_path=edvr_path)  # None: random extractor
             opt_path = osp.join(opt_dir, f'{opt["name"]}.yml')
             atomic_write_text(yaml.dump(opt, Dumper=ordered_yaml()[1]), opt_path)
             logger.info(f'benchmark_baselines: training {opt["name"]} ({args.iters} iterations)')
             subprocess.run([sys.executable, osp.join(ROOT, 'tools/train.py'), '-opt', opt_path], check=True)
+            if name == 'IconVSR' and opt['network_g']['type'] == 'EDVR':
+                edvr_path = make_iconvsr_extractor(opt_path, opt, sources[i + 1], args.out_dir)
         train_times[name] = time.perf_counter() - start
         entries.append(f'{name}={opt_path}:{latest_checkpoint(opt)}')
         logger.info(f'benchmark_baselines: {name} trained in {train_times[name]:.0f} s')
@@ -110,7 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     cmd += ['--out-dir', args.out_dir, '--runs', str(args.runs)]
     code = subprocess.run(cmd).returncode
     times = ', '.join(f'{n} {t:.0f} s' for n, t in train_times.items())
-    logger.info(f'benchmark_baselines: training wall time ({args.iters} iterations; FMANet: both stages): {times}')
+    logger.info(
+        f'benchmark_baselines: training wall time ({args.iters} iterations; FMANet: both stages; IconVSR: with its '
+        f'EDVR extractor unless --iconvsr-random-edvr): {times}'
+    )
     return code
 
 

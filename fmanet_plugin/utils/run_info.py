@@ -59,12 +59,22 @@ def log_wall_time(opt: dict, experiments_root: str = 'experiments') -> float | N
     return (stamps[-1] - stamps[0]).total_seconds() if len(stamps) >= 2 else None
 
 
+def keyframe_extractor_note(network_opt: dict) -> str | None:
+    """How an IconVSR run's keyframe EDVR feature extractor started: ``'EDVR extractor pretrained (<edvr_path>)'``
+    or ``'EDVR extractor random init'``; ``None`` for other networks."""
+    if 'IconVSR' not in str(network_opt.get('type')):
+        return None
+    path = network_opt.get('edvr_path')
+    return f'EDVR extractor pretrained ({path})' if path else 'EDVR extractor random init'
+
+
 def training_budget(opt: dict, experiments_root: str = 'experiments') -> dict:
     """The training budget of a run from its options (``None`` where an option is absent).
 
     Returns:
         dict: ``iterations`` (``train.total_iter``; ``'+ stage 1'`` noted when ``path.pretrain_network_d`` or
-        ``path.pretrain_network_d_state`` start it from a stage-1 run), ``gt_patch``
+        ``path.pretrain_network_d_state`` start it from a stage-1 run, ``'+ EDVR extractor'`` when an IconVSR
+        starts from a trained extractor, ``network_g.edvr_path``), ``gt_patch``
         (``datasets.train.gt_size``), ``batch`` (``batch_size_per_gpu`` x ``num_gpu``), ``frames``
         (``datasets.train.num_frame``), ``data`` (the training GT folder and meta-info file) and
         ``wall_time_s`` (:func:`log_wall_time`).
@@ -75,6 +85,9 @@ def training_budget(opt: dict, experiments_root: str = 'experiments') -> dict:
     iterations = train_opt.get('total_iter')
     if iterations is not None and (path_opt.get('pretrain_network_d') or path_opt.get('pretrain_network_d_state')):
         iterations = f'{iterations} + stage 1'
+    network_opt = opt.get('network_g') or {}
+    if iterations is not None and keyframe_extractor_note(network_opt) and network_opt.get('edvr_path'):
+        iterations = f'{iterations} + EDVR extractor'
     num_gpu = opt.get('num_gpu', 1)
     batch = train_set.get('batch_size_per_gpu')
     if batch is not None and isinstance(num_gpu, int) and num_gpu > 1:
