@@ -25,6 +25,9 @@ frame**: a recurrent model's MACs and latency are divided by the sequence length
   it anyway (the model is constructed as if CUDA were present; torchvision's ``deform_conv2d`` runs on CPU), so
   the published architecture is measured; ``BasicVSRPlusPlus_noalign`` measures basicsr's CPU fallback without
   alignment. The Variant column says which was measured.
+* IconVSR runs (``--checkpoints``): the Variant column says whether the keyframe EDVR feature extractor started
+  from a trained EDVR (``EDVR extractor pretrained (<edvr_path>)``, Iterations ``N + EDVR extractor``) or from
+  random weights (``EDVR extractor random init``).
 * Quality (``--lq-root``/``--gt-root``; models without a checkpoint other than Bicubic are skipped): every frame
   of every clip is restored, the first/last ``--skip-ends`` frames of each clip are left out for all models;
   RGB PSNR and SSIM with a 4-pixel border, tOF over consecutive kept frames (RGB checkpoints expected).
