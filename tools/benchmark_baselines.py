@@ -5,8 +5,9 @@ Examples:
     python tools/benchmark_baselines.py --iters 20      # the whole path at a small budget (minutes)
 
 Every model gets the same budget: ``--iters`` iterations (FMA-Net: stage 1 and stage 2 each, as its demo),
-batch 4, 96 x 96 GT patches, as in their option files (``options/demo_stage1.yml``, ``options/demo_stage2.yml``,
-``options/baselines/demo_*.yml``). Budgeted copies of the option files go to ``<out-dir>/options/`` with the run
+batch 4 (as in their option files ``options/demo_stage1.yml``, ``options/demo_stage2.yml``,
+``options/baselines/demo_*.yml``) and ``--gt-size`` x ``--gt-size`` GT patches for all (default 96; FMA-Net's own
+demo trains on 64). Budgeted copies of the option files go to ``<out-dir>/options/`` with the run
 names suffixed ``_it<N>`` and their schedules rescaled to ``N`` (milestones and cosine periods scaled by
 ``N / total_iter``); validation during training is off (the benchmark evaluates afterwards). Then
 ``tools/benchmark.py`` scores every run on the demo validation clip (``datasets.val`` of the options) with the same
@@ -51,15 +52,18 @@ MODELS = {
 }
 
 
-def budgeted_options(opt: dict, iters: int, renamed: dict[str, str]) -> dict:
-    """A copy of ``opt`` trained for ``iters`` iterations: run renamed, schedule rescaled, validation off.
+def budgeted_options(opt: dict, iters: int, renamed: dict[str, str], gt_size: int) -> dict:
+    """A copy of ``opt`` trained for ``iters`` iterations on ``gt_size`` patches: run renamed, schedule rescaled,
+    validation off.
 
     Args:
         opt (dict): Demo options.
         iters (int): Iterations.
         renamed (dict[str, str]): Original run name -> budgeted name, for ``path.pretrain_network_d``.
+        gt_size (int): GT patch size of every model (the demo option files differ: FMA-Net 64, baselines 96).
     """
     opt = dict(opt)
+    opt['datasets'] = dict(opt['datasets'], train=dict(opt['datasets']['train'], gt_size=gt_size))
     total = int(opt['train']['total_iter'])
     opt['name'] = f'{opt["name"]}_it{iters}'
     opt['train'] = dict(opt['train'], total_iter=iters)
@@ -95,6 +99,7 @@ def make_iconvsr_extractor(edvr_opt_path: str, edvr_opt: dict, iconvsr_source: s
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--iters', type=int, default=800, help='training iterations of every model (default 800)')
+    parser.add_argument('--gt-size', type=int, default=96, help='GT patch size of every model (default 96)')
     parser.add_argument('--models', default=','.join(MODELS), help=f'comma-separated, from {", ".join(MODELS)}')
     parser.add_argument('--out-dir', default='results/benchmark_baselines', help='output folder')
     parser.add_argument('--runs', type=int, default=3, help='timed forwards of the benchmark (default 3)')
@@ -125,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == 'IconVSR' and args.iconvsr_random_edvr:
             sources = sources[1:]
         for i, source in enumerate(sources):
-            opt = budgeted_options(read_run_options(osp.join(ROOT, source)), args.iters, renamed)
+            opt = budgeted_options(read_run_options(osp.join(ROOT, source)), args.iters, renamed, args.gt_size)
             renamed[opt['name'].removesuffix(f'_it{args.iters}')] = opt['name']
             if 'IconVSR' in opt['network_g']['type']:
                 opt['network_g'] = dict(opt['network_g'], edvr_path=edvr_path)  # None: random extractor
