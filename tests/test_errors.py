@@ -489,7 +489,7 @@ def test_train_errors_yaml_and_mm(demo, tmp_path):
 
 
 def test_a_flow_file_that_is_not_npy_is_named(tmp_path):
-    from fmanet_plugin.data.vsrdb_clips import VSRDBReader
+    from fmanet_plugin.data.vsrdb_reader import VSRDBReader
 
     path = tmp_path / 'flow' / '000' / '00000001_00000002.npy'
     path.parent.mkdir(parents=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import fmanet_plugin  # noqa: F401
 from fmanet_plugin.archs.fmanet_arch import FMANet
-from fmanet_plugin.data.vsrdb_clips import iter_windows
+from fmanet_plugin.data.vsrdb_windows import iter_windows
 from fmanet_plugin.metrics.clip_eval import ClipEvaluator
 from fmanet_plugin.metrics.tof_metric import calculate_tof, mean_per_clip, tof_crop, tof_per_pair
 from fmanet_plugin.utils.checkpoint import read_state_dict

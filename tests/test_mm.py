@@ -435,3 +435,53 @@ def test_reds_configs_build_the_released_model(stage):
     assert set(build_optim_wrapper(model, cfg.optim_wrapper).keys()) == set(networks)
     assert cfg.train_cfg.max_iters == 1330000
     assert cfg.train_dataloader.dataset.exclude_clips == ['000', '011', '015', '020']  # REDS4 held out
+
+
+def test_checkpoints_appear_only_complete_and_resume(data_root, tmp_path, monkeypatch):
+    """The configs' runner writes each checkpoint to a temporary name, fsyncs and renames it: a write that dies
+    half-way leaves the previous file (or none) under the final name, never a truncated one."""
+    from fmanet_plugin.mm.runner import AtomicCheckpointRunner
+
+    from mmengine.fileio.backends.local_backend import LocalBackend
+    from mmengine.runner import Runner
+
+    config, work = str(CONFIGS / 'demo_stage1.py'), tmp_path / 'work'
+    runner = train_main([config, '--work-dir', str(work), *tiny_options(data_root, 'atomic_save', 1, 2)])
+    assert type(runner) is AtomicCheckpointRunner
+    complete = (work / 'iter_2.pth').read_bytes()
+    written = []
+    put = LocalBackend.put
+
+    def spy(self, obj, filepath):
+        written.append(Path(filepath))
+        put(self, obj, filepath)
+
+    monkeypatch.setattr(LocalBackend, 'put', spy)
+    runner.save_checkpoint(str(work), 'iter_5.pth', by_epoch=False)
+    assert written[0].parent == work and written[0].name.startswith('.iter_5.pth.')  # a hidden temporary name
+    assert not written[0].exists() and torch.load(work / 'iter_5.pth')['meta']['iter'] == 3
+
+    def dies_half_way(self, obj, filepath):  # a run killed while writing
+        with open(filepath, 'wb') as f:
+            f.write(obj[: len(obj) // 2])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(LocalBackend, 'put', dies_half_way)
+    with pytest.raises(KeyboardInterrupt):  # control: mmengine's own save leaves a truncated file
+        Runner.save_checkpoint(runner, str(work), 'iter_7.pth', by_epoch=False)
+    assert 0 < (work / 'iter_7.pth').stat().st_size < len(complete) // 2 + 1024
+    (work / 'iter_7.pth').unlink()
+    for name in ('iter_2.pth', 'iter_6.pth'):  # over an existing checkpoint, and a new one
+        with pytest.raises(KeyboardInterrupt):
+            runner.save_checkpoint(str(work), name, by_epoch=False)
+    assert (work / 'iter_2.pth').read_bytes() == complete and not (work / 'iter_6.pth').exists()
+    assert sorted(p.name for p in work.glob('.*')) == []  # no temporary file left behind
+    monkeypatch.undo()
+
+    # --resume picks up last_checkpoint (iter_2.pth) and continues: Adam at step 3, not a fresh one at step 1
+    (work / 'iter_5.pth').unlink()
+    resumed = train_main([config, '--work-dir', str(work), '--resume', *tiny_options(data_root, 'atomic_resume', 1, 3)])
+    final = torch.load(work / 'iter_3.pth')
+    assert resumed.iter == 3 and final['meta']['iter'] == 3
+    for state in final['optimizer'].values():
+        assert {float(s['step']) for s in state['state'].values()} == {3.0}

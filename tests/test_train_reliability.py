@@ -334,7 +334,7 @@ def test_resume_skips_damaged_states_and_pruning_keeps_the_newest(tmp_path):
 
 
 def test_nan_loss_and_nan_flow_are_named(workdir, tmp_path):
-    from fmanet_plugin.data.vsrdb_clips import VSRDBReader
+    from fmanet_plugin.data.vsrdb_reader import VSRDBReader
     from fmanet_plugin.train.update_guard import DivergenceError, UpdateGuard
 
     import numpy as np

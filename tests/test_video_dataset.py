@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import fmanet_plugin  # noqa: F401
-from fmanet_plugin.data import vsrdb_clips
+from fmanet_plugin.data import vsrdb_reader
 from fmanet_plugin.data.vsrdb_dataset import VSRDBDataset
 from fmanet_plugin.data.vsrdb_test_dataset import VSRDBTestDataset
 
@@ -63,8 +63,8 @@ def dataset_opt(lq: Path, gt: Path | None, **extra) -> dict:
 @pytest.mark.parametrize('gt_kind', ['vid', 'png', None])
 def test_video_root_gives_the_windows_of_the_png_frames(clip_roots, gt_kind, monkeypatch):
     decoded = []
-    frame_source = vsrdb_clips.FrameSource
-    monkeypatch.setattr(vsrdb_clips, 'FrameSource', lambda path: decoded.append(path) or frame_source(path))
+    frame_source = vsrdb_reader.FrameSource
+    monkeypatch.setattr(vsrdb_reader, 'FrameSource', lambda path: decoded.append(path) or frame_source(path))
     gt = None if gt_kind is None else clip_roots[f'{gt_kind}_gt']
     from_png = VSRDBTestDataset(dataset_opt(clip_roots['png_lq'], None if gt_kind is None else clip_roots['png_gt']))
     from_video = VSRDBTestDataset(dataset_opt(clip_roots['vid_lq'], gt))

@@ -39,26 +39,25 @@ against PSNR when every model has one, else against MACs).
 from __future__ import annotations
 
 import argparse
-import csv
 import inspect
-import io
 import json
 import os
 import os.path as osp
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from unittest import mock
 
 import fmanet_plugin  # noqa: F401  (must precede basicsr: compat shim, registries)
+from fmanet_plugin.metrics.benchmark_table import render_csv, render_markdown
 from fmanet_plugin.metrics.clip_scoring import ClipRestorer, open_test_set, score_test_set, test_sets
-from fmanet_plugin.utils.atomic_io import atomic_write_bytes, atomic_write_text
+from fmanet_plugin.metrics.model_cost import measure_cost
+from fmanet_plugin.metrics.pareto_plot import render_plot
+from fmanet_plugin.utils.atomic_io import atomic_write_text
 from fmanet_plugin.utils.checkpoint import load_weights
-from fmanet_plugin.utils.cli import format_number, parse_size
+from fmanet_plugin.utils.cli import parse_size
 from fmanet_plugin.utils.errors import main_entry
 from fmanet_plugin.utils.run_info import (
     keyframe_extractor_note,
@@ -77,7 +76,6 @@ from fmanet_plugin.utils.runtime import (
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
 
 SCALE = 4
 
@@ -158,23 +156,6 @@ MODELS = {
     'Bicubic': ModelSpec(None, 'window', window=1),
 }
 DEFAULT_MODELS = 'FMANet,EDVR,BasicVSR,IconVSR,BasicVSRPlusPlus,Bicubic'
-COLUMNS = (
-    'Model',
-    'Variant',
-    'Params (M)',
-    'MACs / frame (G)',
-    'Latency / frame (ms)',
-    'Peak memory (MB)',
-    'PSNR (dB)',
-    'PSNR Y (dB)',
-    'SSIM',
-    'tOF',
-)
-# equal footing of trained runs (--checkpoints / -opt): their training budget, from their option files and logs
-FOOTING_COLUMNS = ('Iterations', 'GT patch', 'Batch', 'Frames', 'Training data', 'Wall time (s)')
-CSV_FIELDS = ('model', 'variant', 'device', 'params_m', 'gmacs_per_frame', 'latency_ms_per_frame', 'peak_mem_mb',
-              'psnr', 'psnr_y', 'ssim', 'tof', 'eval_frames', 'iterations', 'gt_patch', 'batch', 'frames', 'data',
-              'wall_time_s', 'evaluation', 'options', 'checkpoint', 'load_average', 'error')  # fmt: skip
 
 
 @dataclass
@@ -200,11 +181,6 @@ class Bicubic(torch.nn.Module):
 
     def forward(self, lq: torch.Tensor) -> torch.Tensor:
         return F.interpolate(lq[:, lq.shape[1] // 2], scale_factor=SCALE, mode='bicubic', align_corners=False)
-
-
-def _deform_conv2d_flop(input_shape, weight_shape, *args, out_shape=None, **kwargs) -> int:
-    """FLOPs of the convolution inside ``torchvision::deform_conv2d`` (2 per multiply-accumulate)."""
-    return 2 * int(np.prod(out_shape)) * int(np.prod(weight_shape[1:]))
 
 
 def build_model(name: str, small: bool, spynet_none: bool = True) -> torch.nn.Module:
@@ -271,11 +247,6 @@ def check_size(name: str, height: int, width: int, frames: int, small: bool = Fa
         raise ValueError(f'IconVSR needs at least 3 frames (temporal reflection padding), got {frames}')
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
 def measure(name: str, args: argparse.Namespace) -> dict:
     """Build one built-in model and measure it (see the module docstring); returns one table row as a dict."""
     device = resolve_device(args.device)
@@ -289,7 +260,7 @@ def measure(name: str, args: argparse.Namespace) -> dict:
     rss_before = rss_kb('VmRSS')
     model = build_model(name, args.small).to(device).eval()
     row = {'model': name, 'variant': variant(name, args.small, args.frames, model), 'device': str(device)}
-    measure_cost(row, model, make_forward(name, model), lq, args, device, rss_before)
+    row.update(measure_cost(model, make_forward(name, model), lq, device, *cost_settings(args, rss_before)))
     ckpt = dict(args.ckpt).get(name)
     if args.test_set is not None and (ckpt or spec.arch is None):
         if ckpt:
@@ -302,33 +273,9 @@ def measure(name: str, args: argparse.Namespace) -> dict:
     return row
 
 
-def measure_cost(
-    row: dict, model, forward, lq: torch.Tensor, args: argparse.Namespace, device, rss_before: int
-) -> None:
-    """Parameters, MACs, latency (and peak memory) of ``forward(lq)`` -> (b, n_out, c, 4h, 4w), per output frame."""
-    row['load_average'] = os.getloadavg()[0]  # other processes on the machine skew CPU latencies
-    row['params_m'] = sum(p.numel() for p in model.parameters()) / 1e6
-    with torch.no_grad():
-        custom = {torch.ops.torchvision.deform_conv2d.default: _deform_conv2d_flop}
-        with FlopCounterMode(display=False, custom_mapping=custom) as counter:
-            out_frames = forward(lq).shape[1]
-        row['gmacs_per_frame'] = counter.get_total_flops() / 2 / out_frames / 1e9
-        if device.type == 'cuda':
-            torch.cuda.reset_peak_memory_stats(device)
-        for _ in range(args.warmup):
-            forward(lq)
-        times = []
-        for _ in range(args.runs):
-            synchronize(device)
-            start = time.perf_counter()
-            forward(lq)
-            synchronize(device)
-            times.append(time.perf_counter() - start)
-    row['latency_ms_per_frame'] = statistics.median(times) * 1000 / out_frames
-    if device.type == 'cuda':
-        row['peak_mem_mb'] = torch.cuda.max_memory_allocated(device) / 2**20
-    elif args.isolated_worker:
-        row['peak_mem_mb'] = (rss_kb('VmHWM') - rss_before) / 1024
+def cost_settings(args: argparse.Namespace, rss_before: int) -> tuple[int, int, int | None]:
+    """``measure_cost``'s warmup, runs and RSS baseline (CPU peak memory only in an isolated worker)."""
+    return args.warmup, args.runs, (rss_before if args.isolated_worker else None)
 
 
 def measure_run(entry: RunEntry, args: argparse.Namespace) -> dict:
@@ -358,7 +305,7 @@ def measure_run(entry: RunEntry, args: argparse.Namespace) -> dict:
     detail += f', {note}' if note else ''
     row = {'model': entry.name, 'variant': f'{opt["network_g"]["type"]}, {detail}', 'device': str(device)}
     row['options'], row['checkpoint'] = entry.opt_path, entry.ckpt
-    measure_cost(row, model, forward, lq, args, device, rss_before)
+    row.update(measure_cost(model, forward, lq, device, *cost_settings(args, rss_before)))
     if args.test_set is not None:
         row.update(evaluate_quality(restorer, args, device))
         row['evaluation'] = restorer.describe()
@@ -401,120 +348,26 @@ def describe_device(args: argparse.Namespace) -> str:
     return torch.cuda.get_device_name(torch.device(device)) if torch.cuda.is_available() else device
 
 
-def render_markdown(rows: list[dict], args: argparse.Namespace) -> str:
+def describe_setup(rows: list[dict], args: argparse.Namespace) -> str:
+    """The paragraph above the table: input, device, timing, memory and quality protocol, load averages."""
     device = str(resolve_device(args.device))
     if device.startswith('cuda'):
         memory = 'CUDA max allocated'
     else:
         memory = 'not measured (--no-isolate)' if args.no_isolate else 'increase of peak RSS, own subprocess'
     loads = ', '.join(f'{r["model"]} {r["load_average"]:.1f}' for r in rows if 'load_average' in r)
-    footing = any('iterations' in r for r in rows)
-    columns = COLUMNS + (FOOTING_COLUMNS if footing else ())
     quality = ''
     if args.test_set is not None:
         quality = (
             f' Quality on {args.test_set["name"]} ({args.test_set["dataroot_lq"]}): first/last {args.skip_ends} '
             f'frames of each clip left out for every model; PSNR/SSIM border 4.'
         )
-    lines = [
+    return (
         f'Input: LR {args.size[0]}x{args.size[1]}, x{SCALE}; recurrent models over {args.frames} frames. '
         f'Device: {describe_device(args)}; torch {torch.__version__}. Latency: median of {args.runs} after '
         f'{args.warmup} warm-up. Peak memory: {memory}. Per output frame.{quality}'
-        + (f' 1-min load average when each model started: {loads}.' if loads else ''),
-        '',
-        '| ' + ' | '.join(columns) + ' |',
-        '|' + '|'.join(['---'] * 2 + ['---:'] * (len(COLUMNS) - 2) + ['---:'] * 4 * footing + ['---'] * footing
-                       + ['---:'] * footing) + '|',
-    ]  # fmt: skip
-    for row in rows:
-        if 'error' in row:
-            lines.append(f'| {row["model"]} | failed: {row["error"]} |' + ' |' * (len(columns) - 2))
-            continue
-        cells = [
-            row['model'],
-            row['variant'],
-            format_number(row['params_m'], 3),
-            format_number(row['gmacs_per_frame'], 3),
-            format_number(row['latency_ms_per_frame'], 1),
-            format_number(row.get('peak_mem_mb'), 0),
-            format_number(row.get('psnr'), 2),
-            format_number(row.get('psnr_y'), 2),
-            format_number(row.get('ssim'), 4),
-            format_number(row.get('tof'), 3),
-        ]
-        if footing:
-            cells += [_text(row.get(k)) for k in ('iterations', 'gt_patch', 'batch', 'frames', 'data')]
-            cells.append(format_number(row.get('wall_time_s'), 0))
-        lines.append('| ' + ' | '.join(cells) + ' |')
-    return '\n'.join(lines) + '\n'
-
-
-def _text(value) -> str:
-    return '-' if value is None else str(value)
-
-
-def render_csv(rows: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, CSV_FIELDS, extrasaction='ignore', lineterminator='\n')
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: '' if row.get(k) is None else row[k] for k in CSV_FIELDS})
-    return buffer.getvalue()
-
-
-def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Points no other point beats in both cost (x, lower is better) and PSNR (y, higher is better), by cost."""
-    front, best = [], -np.inf
-    for x, y in sorted(points, key=lambda p: (p[0], -p[1])):
-        if y > best:
-            front.append((x, y))
-            best = y
-    return front
-
-
-def render_plot(rows: list[dict], path: str, title: str = '') -> None:
-    """PSNR against MACs per frame and against latency per frame, with the Pareto front (when every model has a
-    PSNR); otherwise MACs against latency."""
-    import matplotlib
-
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
-    rows = [r for r in rows if 'error' not in r]
-    use_psnr = bool(rows) and all(r.get('psnr') is not None for r in rows)
-    if use_psnr:
-        panels = [
-            ('gmacs_per_frame', 'MACs per output frame (G)'),
-            ('latency_ms_per_frame', 'latency per output frame (ms)'),
-        ]
-        y_key, y_label = 'psnr', 'PSNR (dB, RGB)'
-    else:
-        panels = [('latency_ms_per_frame', 'latency per output frame (ms)')]
-        y_key, y_label = 'gmacs_per_frame', 'MACs per frame (G)'
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), dpi=100, squeeze=False)
-    for ax, (x_key, x_label) in zip(axes[0], panels, strict=True):
-        points = []
-        for row in rows:
-            x, y = max(row[x_key], 1e-6), row[y_key]
-            points.append((x, y))
-            ax.scatter(x, y)
-            ax.annotate(row['model'], (x, y), textcoords='offset points', xytext=(4, 4), fontsize=8)
-        if use_psnr and len(points) > 1:
-            front = pareto_front(points)
-            ax.plot(*zip(*front, strict=True), '--', color='grey', linewidth=1, label='Pareto front')
-            ax.legend(fontsize=8, loc='best')
-        ax.set_xscale('log')
-        if not use_psnr and rows and all(r[y_key] > 0 for r in rows):
-            ax.set_yscale('log')
-        ax.set_xlabel(x_label)
-        ax.set_ylabel(y_label)
-        ax.grid(True, alpha=0.3)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format='png')
-    plt.close(fig)
-    atomic_write_bytes(buffer.getvalue(), path)
+        + (f' 1-min load average when each model started: {loads}.' if loads else '')
+    )
 
 
 def parse_ckpt(text: str) -> tuple[str, str]:
@@ -622,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
             logger.error(f'benchmark: {spec} failed: {row["error"]}')
         rows.append(row)
     os.makedirs(args.out_dir, exist_ok=True)
-    markdown = render_markdown(rows, args)
+    markdown = render_markdown(rows, describe_setup(rows, args))
     atomic_write_text(markdown, os.path.join(args.out_dir, 'benchmark.md'))
     atomic_write_text(render_csv(rows), os.path.join(args.out_dir, 'benchmark.csv'))
     atomic_write_text(json.dumps(rows, indent=2), os.path.join(args.out_dir, 'benchmark.json'))

@@ -27,7 +27,7 @@ import os
 from pathlib import Path
 
 import fmanet_plugin  # noqa: F401  (must precede basicsr: compat shim, registries)
-from fmanet_plugin.data.vsrdb_clips import iter_windows
+from fmanet_plugin.data.vsrdb_windows import iter_windows
 from fmanet_plugin.utils.atomic_io import atomic_imwrite
 from fmanet_plugin.utils.checkpoint import load_weights
 from fmanet_plugin.utils.errors import main_entry

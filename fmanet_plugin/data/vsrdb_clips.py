@@ -1,38 +1,27 @@
-"""VSRDB clips in the REDS layout: listing and selecting clips, reading frames and flows (disk or LMDB), and the
-temporal windows of the training and test datasets (shared by BasicSR's datasets and the OpenMMLab pipeline).
+"""VSRDB clips in the REDS layout: listing and selecting clips, and checking that their files exist before any is
+read (shared by BasicSR's datasets and the OpenMMLab pipeline).
 
 Streams (``<root>/<clip>/<frame>.<ext>`` on disk, key ``clip/frame`` in an LMDB): ``lq`` blurry LR, ``gt`` sharp
 HR, ``lq_sharp`` sharp LR and ``flow`` (``<clip>/<centre>_<neighbour>.npy``, float32 (h, w, 2), flow from the
 centre frame to the neighbour in LR pixels, x then y; LMDB key ``clip/<centre>_<neighbour>``, raw float32 bytes).
 On disk, an image stream may instead be a folder of video files ``<root>/<clip>.<ext>`` (:data:`VIDEO_EXTENSIONS`):
-each video is a clip named by its file stem, with frames named ``%08d`` by index, decoded by the package's one
-video reader (:class:`~fmanet_plugin.utils.frame_io.FrameSource`); test windows only, as each read decodes a clip.
-
-Windows: training reads the window of a random centre lying wholly inside the clip (:func:`read_training_window`);
-test reads the window of a given frame, edge-padded by repeating the first/last frame (basicsr's
-``generate_frame_indices(padding='replicate')``, :func:`read_test_window`); :func:`iter_windows` streams the same
-edge-padded windows from frames read one by one.
+each video is a clip named by its file stem, with frames named ``%08d`` by index. Reading the frames is
+:class:`~fmanet_plugin.data.vsrdb_reader.VSRDBReader`'s; the temporal windows are in
+:mod:`fmanet_plugin.data.vsrdb_windows`.
 """
 
 from __future__ import annotations
 
-import io
 import os
-import random
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from fmanet_plugin.data.vsrdb_reader import VSRDBReader
 from fmanet_plugin.data.vsrdb_video_clips import check_video_stream, list_videos, refuse_video_roots, video_frame_stems
 from fmanet_plugin.utils.errors import suggest
-from fmanet_plugin.utils.frame_io import FrameSource
 from fmanet_plugin.utils.lmdb_io import read_lmdb_meta_info
 from fmanet_plugin.utils.video_io import VIDEO_EXTENSIONS, count_video_frames
-
-import numpy as np
-from basicsr.data.data_util import generate_frame_indices
-from basicsr.utils import FileClient, imfrombytes
 
 
 def check_num_frame(num_frame: int, owner: str) -> int:
@@ -299,246 +288,3 @@ def select_clips(
         at_least = f' with at least {min_frames} frames' if min_frames > 1 else ''
         raise ValueError(f"{owner}: no clip{at_least} under '{root}' (after the clip options)")
     return clips
-
-
-_LMDB_CLIENTS: dict[tuple[int, str], FileClient] = {}
-
-
-class VSRDBReader:
-    """Reads frames and flows through basicsr's FileClient, created lazily (once per worker process).
-
-    A disk stream whose folder holds videos (:func:`list_videos`) is read through
-    :class:`~fmanet_plugin.utils.frame_io.FrameSource`: a clip is decoded whole when one of its frames is first
-    asked for, and only the current clip of each stream is kept (test windows read a clip in order).
-
-    Args:
-        roots (dict[str, str]): Stream name (``lq``, ``gt``, ``lq_sharp``, ``flow``) -> folder or ``.lmdb``.
-        io_backend (dict): ``{'type': 'disk' | 'lmdb', ...}`` (extra keys go to the FileClient).
-        filename_ext (str): Image file extension on disk.
-        owner (str): Dataset class name for error messages.
-    """
-
-    def __init__(self, roots: dict[str, str], io_backend: dict, filename_ext: str, owner: str):
-        self.roots = roots
-        self.io_backend = dict(io_backend)
-        self.backend = self.io_backend.pop('type')
-        if self.backend not in ('disk', 'lmdb'):
-            raise ValueError(f"{owner}: io_backend type must be 'disk' or 'lmdb', got {self.backend!r}")
-        if self.backend == 'lmdb':
-            for name, root in roots.items():
-                if not Path(root, 'data.mdb').is_file():
-                    raise FileNotFoundError(f"{owner}: option 'dataroot_{name}' = '{root}' is not an LMDB folder")
-        self.ext = filename_ext
-        self.owner = owner
-        self.client = None
-        self.videos: dict[str, dict[str, Path]] = {}
-        if self.backend == 'disk':
-            videos = {stream: list_videos(root, owner) for stream, root in roots.items() if stream != 'flow'}
-            self.videos = {stream: clips for stream, clips in videos.items() if clips}
-        self._decoded: dict[str, tuple[str, dict[str, np.ndarray]]] = {}
-
-    def _video_frame(self, stream: str, clip: str, stem: str) -> np.ndarray:
-        """Frame ``stem`` of ``clip`` from the stream's video, uint8 BGR (h, w, 3)."""
-        path = self.videos[stream].get(clip)
-        if path is None:
-            raise FileNotFoundError(f"{self.owner}: no {stream} video of clip '{clip}' in '{self.roots[stream]}'")
-        if stream not in self._decoded or self._decoded[stream][0] != clip:
-            self._decoded.pop(stream, None)  # free the previous clip before decoding the next
-            frames = dict(FrameSource(str(path)))
-            expected = count_video_frames(path)
-            if len(frames) != expected:
-                raise ValueError(
-                    f"{self.owner}: video '{path}' decoded to {len(frames)} frames, its stream holds {expected}"
-                )
-            self._decoded[stream] = (clip, frames)
-        frame = self._decoded[stream][1].get(stem)
-        if frame is None:
-            raise FileNotFoundError(
-                f"{self.owner}: video '{path}' has no frame {stem} (frames are named %08d by index, "
-                f'{len(self._decoded[stream][1])} in all)'
-            )
-        return frame
-
-    def _lmdb_client(self, root: str) -> FileClient:
-        # py-lmdb refuses to open one environment twice in a process (e.g. train and val datasets on the same
-        # LMDB), so each database gets one FileClient per process, shared by all readers.
-        key = (os.getpid(), root)
-        if key not in _LMDB_CLIENTS:
-            _LMDB_CLIENTS[key] = FileClient('lmdb', db_paths=[root], client_keys=['default'], **self.io_backend)
-        return _LMDB_CLIENTS[key]
-
-    def _get(self, stream: str, clip: str, name: str, ext: str) -> tuple[bytes, str]:
-        if self.backend == 'lmdb':
-            where = f"key '{clip}/{name}' in LMDB '{self.roots[stream]}'"
-            content = self._lmdb_client(self.roots[stream]).get(f'{clip}/{name}', 'default')
-            if content is None:
-                raise KeyError(f'{self.owner}: missing {stream} {where}')
-            return content, where
-        path = str(Path(self.roots[stream], clip, f'{name}.{ext}'))
-        if self.client is None:
-            self.client = FileClient('disk', **self.io_backend)
-        try:
-            return self.client.get(path), f"file '{path}'"
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{self.owner}: missing {stream} file '{path}'") from None
-
-    def image(self, stream: str, clip: str, stem: str) -> np.ndarray:
-        """Read one frame as a BGR float32 array (h, w, 3) in [0, 1]."""
-        if stream in self.videos:
-            return self._video_frame(stream, clip, stem).astype(np.float32) / 255.0
-        content, where = self._get(stream, clip, stem, self.ext)
-        img = imfrombytes(content, float32=False)
-        if img is None:
-            raise ValueError(f'{self.owner}: {where} could not be decoded as an image')
-        return img.astype(np.float32) / 255.0
-
-    def flow(self, clip: str, centre: str, neighbour: str, lr_shape: tuple[int, int]) -> np.ndarray:
-        """Read the flow from ``centre`` to ``neighbour`` as float32 (h, w, 2); ``lr_shape`` = (h, w)."""
-        content, where = self._get('flow', clip, f'{centre}_{neighbour}', 'npy')
-        expected = (*lr_shape, 2)
-        if self.backend == 'lmdb':
-            flow = np.frombuffer(content, dtype=np.float32)
-            if flow.size != np.prod(expected):
-                raise ValueError(f'{self.owner}: {where} holds {flow.size} float32 values, expected {expected}')
-            flow = flow.reshape(expected).copy()
-        else:
-            if not content.startswith(b'\x93NUMPY'):
-                raise ValueError(
-                    f'{self.owner}: {where} is not a .npy file (no NumPy header; expected float32 (h, w, 2))'
-                )
-            try:
-                flow = np.load(io.BytesIO(content), allow_pickle=False)
-            except (ValueError, OSError, EOFError) as err:
-                raise ValueError(f'{self.owner}: {where} is not a readable .npy array ({err})') from None
-            if not isinstance(flow, np.ndarray):
-                raise ValueError(f'{self.owner}: {where} is not a .npy array (an .npz archive?)')
-            if flow.shape != expected:
-                raise ValueError(
-                    f'{self.owner}: {where} has shape {flow.shape}, expected {expected} (LR frame size, 2)'
-                )
-            flow = flow.astype(np.float32, copy=False)
-        if not np.isfinite(flow).all():
-            raise ValueError(f'{self.owner}: {where} holds {np.size(flow) - np.isfinite(flow).sum()} NaN/inf values')
-        return flow
-
-
-def check_frame_sizes(frames: list[np.ndarray], names: list[str], stream: str, owner: str) -> None:
-    """Raise a ValueError naming the first frame whose size differs from ``frames[0]``'s (all frames of a clip
-    must have one size).
-
-    Args:
-        frames (list[np.ndarray]): (h, w, c) images.
-        names (list[str]): ``clip/frame`` of each, for the message.
-        stream (str): ``'LR'`` or ``'HR'``, for the message.
-        owner (str): Who reads them, for the message.
-    """
-    for name, frame in zip(names, frames):
-        if frame.shape[:2] != frames[0].shape[:2]:
-            raise ValueError(
-                f'{owner}: {stream} frame {name} has size {frame.shape[:2]}, expected {frames[0].shape[:2]} like '
-                f'{names[0]} (all frames of a clip must have one size)'
-            )
-
-
-def check_scale(lr: np.ndarray, hr: np.ndarray, scale: int, hr_where: str, owner: str) -> None:
-    """Raise a ValueError naming ``hr_where`` unless ``hr`` is exactly ``scale`` times ``lr`` in size."""
-    if hr.shape[:2] != (lr.shape[0] * scale, lr.shape[1] * scale):
-        raise ValueError(
-            f'{owner}: HR frame {hr_where} has size {hr.shape[:2]}, expected {scale} x the LR size {lr.shape[:2]}'
-        )
-
-
-def read_training_window(
-    reader: VSRDBReader, clip: str, stems: list[str], num_frame: int, scale: int, owner: str
-) -> dict[str, Any]:
-    """Read the window of a random centre lying wholly inside ``clip`` (one ``random.randint`` call).
-
-    Args:
-        reader (VSRDBReader): Reader with ``lq``, ``gt``, ``lq_sharp`` (and optionally ``flow``) roots.
-        clip (str): Clip name. stems (list[str]): Its frame stems in temporal order.
-        num_frame (int): Window length (odd, at most ``len(stems)``).
-        scale (int): HR / LR size ratio (checked). owner (str): Class name for messages.
-
-    Returns:
-        dict: ``lq``, ``lq_sharp`` (lists of (h, w, 3) BGR float32 in [0, 1]), ``gt`` (list of (s*h, s*w, 3)),
-        ``flow`` (list of (h, w, 2), centre to each frame, zero at the centre; only with a flow root), ``key``
-        (``'clip/frame'`` of the centre), ``frame``, ``frame_idx``, ``num_frames``.
-    """
-    radius = num_frame // 2
-    centre = random.randint(radius, len(stems) - 1 - radius)
-    window = stems[centre - radius : centre + radius + 1]
-    window_data = _centre_info(clip, stems, centre)
-    lqs = [reader.image('lq', clip, s) for s in window]
-    lq_sharps = [reader.image('lq_sharp', clip, s) for s in window]
-    gts = [reader.image('gt', clip, s) for s in window]
-    lr_shape = lqs[0].shape
-    for stem, lq, lq_sharp, gt in zip(window, lqs, lq_sharps, gts):
-        if lq.shape != lr_shape or lq_sharp.shape != lr_shape:
-            raise ValueError(
-                f'{owner}: LR frames of {clip}/{stem} have sizes {lq.shape[:2]} (lq), {lq_sharp.shape[:2]} '
-                f'(lq_sharp), expected {lr_shape[:2]} like {clip}/{window[0]}'
-            )
-        check_scale(lq, gt, scale, f'{clip}/{stem}', owner)
-    window_data.update(lq=lqs, lq_sharp=lq_sharps, gt=gts)
-    if 'flow' in reader.roots:
-        zero = np.zeros((*lr_shape[:2], 2), np.float32)
-        window_data['flow'] = [
-            zero if i == radius else reader.flow(clip, window[radius], s, lr_shape[:2]) for i, s in enumerate(window)
-        ]
-    return window_data
-
-
-def read_test_window(
-    reader: VSRDBReader, clip: str, stems: list[str], frame_idx: int, num_frame: int, scale: int, owner: str
-) -> dict[str, Any]:
-    """Read the edge-padded window centred at ``frame_idx`` and, when the reader has a ``gt`` root, its HR frame.
-
-    Returns:
-        dict: ``lq`` (list of ``num_frame`` (h, w, 3) BGR float32 in [0, 1]), ``gt`` ((s*h, s*w, 3), centre frame;
-        only with a gt root), ``key``, ``frame``, ``frame_idx``, ``num_frames``.
-    """
-    indices = generate_frame_indices(frame_idx, len(stems), num_frame, padding='replicate')
-    window_data = _centre_info(clip, stems, frame_idx)
-    window_data['lq'] = [reader.image('lq', clip, stems[i]) for i in indices]
-    check_frame_sizes(window_data['lq'], [f'{clip}/{stems[i]}' for i in indices], 'LR', owner)
-    if 'gt' in reader.roots:
-        window_data['gt'] = reader.image('gt', clip, stems[frame_idx])
-        check_scale(window_data['lq'][num_frame // 2], window_data['gt'], scale, window_data['key'], owner)
-    return window_data
-
-
-def _centre_info(clip: str, stems: list[str], centre: int) -> dict[str, Any]:
-    return dict(key=f'{clip}/{stems[centre]}', frame=stems[centre], frame_idx=centre, num_frames=len(stems))
-
-
-def iter_windows(frames: Iterable[Any], num_seq: int) -> Iterator[list[Any]]:
-    """Stream the edge-padded temporal windows of a sequence, one per input frame, holding ``num_seq`` frames.
-
-    The windows of :func:`read_test_window` (basicsr's ``generate_frame_indices(padding='replicate')``) without
-    knowing the number of frames in advance (for videos read frame by frame).
-
-    Args:
-        frames (Iterable): The frames, in order.
-        num_seq (int): Window length (odd).
-
-    Yields:
-        list: The window of the next centre frame.
-    """
-    half = num_seq // 2
-    buffer: deque = deque()
-    read = emitted = 0
-    for frame in frames:
-        if read == 0:
-            buffer.extend([frame] * half)
-        buffer.append(frame)
-        read += 1
-        if len(buffer) == num_seq:
-            yield list(buffer)
-            buffer.popleft()
-            emitted += 1
-    while emitted < read:
-        buffer.append(buffer[-1])
-        if len(buffer) == num_seq:
-            yield list(buffer)
-            buffer.popleft()
-            emitted += 1

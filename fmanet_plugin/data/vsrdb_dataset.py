@@ -12,13 +12,8 @@ from __future__ import annotations
 import random
 
 from fmanet_plugin.data.resumable_sampler import SampleKey, seeded_draws, split_key
-from fmanet_plugin.data.vsrdb_clips import (
-    check_dataset_files,
-    check_num_frame,
-    open_dataset,
-    read_training_window,
-    select_clips,
-)
+from fmanet_plugin.data.vsrdb_clips import check_dataset_files, check_num_frame, open_dataset, select_clips
+from fmanet_plugin.data.vsrdb_windows import read_training_window
 
 import numpy as np
 import torch

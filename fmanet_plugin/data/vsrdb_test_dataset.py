@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-from fmanet_plugin.data.vsrdb_clips import (
-    check_dataset_files,
-    check_num_frame,
-    open_dataset,
-    read_test_window,
-    select_clips,
-)
+from fmanet_plugin.data.vsrdb_clips import check_dataset_files, check_num_frame, open_dataset, select_clips
+from fmanet_plugin.data.vsrdb_windows import read_test_window
 
 import torch
 from basicsr.utils import get_root_logger, img2tensor

@@ -2,7 +2,7 @@
 frames named ``%08d`` by their 0-based index (as :class:`~fmanet_plugin.utils.frame_io.FrameSource` names them).
 
 Listing, checks against the clip list, and the refusal of training datasets (which read random windows; a video
-is decoded from its start). Decoding is :class:`~fmanet_plugin.data.vsrdb_clips.VSRDBReader`'s.
+is decoded from its start). Decoding is :class:`~fmanet_plugin.data.vsrdb_reader.VSRDBReader`'s.
 """
 
 from __future__ import annotations

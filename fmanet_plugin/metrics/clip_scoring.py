@@ -19,7 +19,8 @@ import os.path as osp
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fmanet_plugin.data.vsrdb_clips import check_frame_sizes, open_dataset, select_clips
+from fmanet_plugin.data.vsrdb_clips import open_dataset, select_clips
+from fmanet_plugin.data.vsrdb_windows import check_frame_sizes
 from fmanet_plugin.metrics.clip_eval import ClipEvaluator
 from fmanet_plugin.utils.atomic_io import atomic_imwrite
 from fmanet_plugin.utils.clip_restoration import model_kind, restore_clip, window_length

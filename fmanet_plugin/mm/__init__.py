@@ -16,11 +16,20 @@ from fmanet_plugin.mm import (  # noqa: F401  (registration)
     loading,
     optim,
     restorer,
+    runner,
     tof,
 )
 from fmanet_plugin.mm.checkpoint import allow_mmengine_checkpoints
-from fmanet_plugin.mm.registry import DATASETS, METRICS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS, SCOPE, TRANSFORMS
+from fmanet_plugin.mm.registry import (
+    DATASETS,
+    METRICS,
+    MODELS,
+    OPTIM_WRAPPER_CONSTRUCTORS,
+    RUNNERS,
+    SCOPE,
+    TRANSFORMS,
+)
 
 allow_mmengine_checkpoints()
 
-__all__ = ['DATASETS', 'METRICS', 'MODELS', 'OPTIM_WRAPPER_CONSTRUCTORS', 'SCOPE', 'TRANSFORMS']
+__all__ = ['DATASETS', 'METRICS', 'MODELS', 'OPTIM_WRAPPER_CONSTRUCTORS', 'RUNNERS', 'SCOPE', 'TRANSFORMS']

@@ -1,9 +1,10 @@
 """Reads a VSRDB window (blurry LR, sharp HR, sharp LR, flow) for one dataset item with the BasicSR datasets' window
-readers (``fmanet_plugin.data.vsrdb_clips``)."""
+readers (``fmanet_plugin.data.vsrdb_reader``, ``fmanet_plugin.data.vsrdb_windows``)."""
 
 from __future__ import annotations
 
-from fmanet_plugin.data.vsrdb_clips import VSRDBReader, read_test_window, read_training_window
+from fmanet_plugin.data.vsrdb_reader import VSRDBReader
+from fmanet_plugin.data.vsrdb_windows import read_test_window, read_training_window
 from fmanet_plugin.mm.registry import TRANSFORMS
 
 from mmcv.transforms import BaseTransform

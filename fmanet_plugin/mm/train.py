@@ -21,6 +21,7 @@ from fmanet_plugin.mm.strict_loading import check_runner_checkpoint
 
 import torch
 from mmengine.config import Config
+from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> Runner:
     cfg = build_config(args)
     if args.launcher != 'none' and not torch.cuda.is_available():
         init_dist(args.launcher, backend='gloo')  # before the Runner, which then skips its CUDA-only init
-    runner = Runner.from_cfg(cfg)
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)  # runner_type: the config's
     check_runner_checkpoint(runner)  # mmengine would load a checkpoint of another size non-strictly
     runner.train()
     return runner

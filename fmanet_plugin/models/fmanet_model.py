@@ -71,6 +71,8 @@ class FMANetModel(ResumableSaveMixin, SRModel):
         'deterministic',
         *LOSS_OPTION_KEYS,
     )
+    # the keys of the ``val`` section: the training loop's (val_freq, save_img) and nondist_validation's (metrics)
+    VAL_OPTIONS = ('val_freq', 'save_img', 'metrics')
 
     def init_training_settings(self) -> None:
         self.stage = self.opt['network_g'].get('stage', 2)

@@ -8,6 +8,11 @@
   the plugin's datasets (their ``OPTIONS`` attribute plus basicsr's loader keys), the ``train`` section of a
   model with a ``TRAIN_OPTIONS`` attribute, its loss terms (the loss class's arguments) and optimizers (the
   ``torch.optim`` class's arguments), and ``logger``. Components of other packages are left to them.
+* **basicsr's own machinery**, whatever the model: ``train.scheduler`` (a type basicsr's
+  ``BaseModel.setup_schedulers`` builds, with its class's arguments; required ones present) when the model
+  keeps that method, and each ``val.metrics`` entry (a registered metric with its function's arguments, plus
+  ``better``: ``higher`` or ``lower``). The ``val`` section itself is checked for models with a ``VAL_OPTIONS``
+  attribute (the keys their training loop and validation read).
 """
 
 from __future__ import annotations
@@ -37,6 +42,14 @@ BASICSR_DATASET_KEYS = (
     'num_prefetch_queue',
 )
 LOGGER_KEYS = ('print_freq', 'save_checkpoint_freq', 'use_tb_logger', 'wandb', 'keep_checkpoints')
+# ``type`` names basicsr's BaseModel.setup_schedulers accepts -> class name in basicsr.models.lr_scheduler
+SCHEDULER_TYPES = {
+    'MultiStepLR': 'MultiStepRestartLR',
+    'MultiStepRestartLR': 'MultiStepRestartLR',
+    'CosineAnnealingRestartLR': 'CosineAnnealingRestartLR',
+}
+# arguments of a metric function that calculate_metric fills from the images, not from the options
+_METRIC_IMAGE_ARGS = ('img', 'img2')
 
 
 def coerce_numbers(tree: Any, key: str = '') -> Any:
@@ -73,6 +86,13 @@ def check_arguments(options: Mapping, cls: type, where: str, ignore: Iterable[st
     accepted = accepted_arguments(cls)
     if accepted is not None:
         check_keys(options, accepted | set(ignore), where)
+
+
+def required_arguments(cls: type) -> set[str]:
+    """The keyword arguments without a default of ``cls``'s own constructor (``self`` excluded)."""
+    params = inspect.signature(cls.__init__).parameters.values()
+    required = {p.name for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return required - {'self'}
 
 
 def _registered(registry: Any, type_name: Any, where: str) -> type:
@@ -134,6 +154,69 @@ def check_plugin_options(opt: Mapping, source: str) -> None:
                     check_arguments(sub, _registered(LOSS_REGISTRY, sub['type'], where), where)
     if isinstance(opt.get('logger'), Mapping):
         check_keys(opt['logger'], LOGGER_KEYS, f'{source}: logger')
+    model = _registered(MODEL_REGISTRY, model_type, f'{source}: model_type') if model_type else None
+    if isinstance(train_opt, Mapping) and isinstance(train_opt.get('scheduler'), Mapping):
+        check_scheduler(train_opt['scheduler'], model, f'{source}: train.scheduler')
+    if isinstance(opt.get('val'), Mapping):
+        check_val(opt['val'], model, f'{source}: val')
+
+
+def check_scheduler(scheduler_opt: Mapping, model: type | None, where: str) -> None:
+    """Check ``train.scheduler`` against the class basicsr's ``BaseModel.setup_schedulers`` builds for its type
+    (skipped for a model that sets up its schedulers itself).
+
+    Raises:
+        UserInputError: For an unknown type, an unknown argument (closest one suggested) or a missing one.
+    """
+    from basicsr.models import lr_scheduler
+    from basicsr.models.base_model import BaseModel
+
+    if model is None or model.setup_schedulers is not BaseModel.setup_schedulers or 'type' not in scheduler_opt:
+        return
+    type_name = scheduler_opt['type']
+    if type_name not in SCHEDULER_TYPES:
+        raise UserInputError(
+            f'{where}: type {type_name!r} is not a scheduler basicsr builds{suggest(type_name, SCHEDULER_TYPES)}'
+            f' (one of {", ".join(SCHEDULER_TYPES)})'
+        )
+    scheduler = getattr(lr_scheduler, SCHEDULER_TYPES[type_name])
+    where = f'{where} ({type_name})'
+    check_arguments(scheduler_opt, scheduler, where, ignore=('type', 'optimizer'))
+    missing = sorted(required_arguments(scheduler) - {'optimizer'} - set(scheduler_opt))
+    if missing:
+        raise UserInputError(f'{where}: option {missing[0]!r} is required')
+
+
+def check_val(val_opt: Mapping, model: type | None, where: str) -> None:
+    """Check the ``val`` section: its keys (models with ``VAL_OPTIONS``) and every ``metrics`` entry.
+
+    Raises:
+        UserInputError: For an unknown key or metric argument (closest one suggested), an unregistered metric
+            type, a ``better`` other than ``higher`` / ``lower``, or a missing metric argument.
+    """
+    from basicsr.utils.registry import METRIC_REGISTRY
+
+    if getattr(model, 'VAL_OPTIONS', None) is not None:
+        check_keys(val_opt, model.VAL_OPTIONS, f'{where} ({model.__name__})')
+    metrics = val_opt.get('metrics')
+    if not isinstance(metrics, Mapping):
+        return
+    for name, metric_opt in metrics.items():
+        entry = f'{where}.metrics.{name}'
+        if not isinstance(metric_opt, Mapping) or 'type' not in metric_opt:
+            raise UserInputError(f"{entry}: expected a mapping with a 'type' (e.g. type: calculate_psnr)")
+        metric = _registered(METRIC_REGISTRY, metric_opt['type'], entry)
+        entry = f'{entry} ({metric_opt["type"]})'
+        params = inspect.signature(metric).parameters.values()
+        # basicsr's metrics take **kwargs only to swallow the keys calculate_metric passes on ('better')
+        named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        check_keys(metric_opt, (named - set(_METRIC_IMAGE_ARGS)) | {'type', 'better'}, entry)
+        required = [p.name for p in params if p.default is p.empty and p.kind is p.POSITIONAL_OR_KEYWORD]
+        missing = [n for n in required if n not in _METRIC_IMAGE_ARGS and n not in metric_opt]
+        if missing:
+            raise UserInputError(f'{entry}: option {missing[0]!r} is required')
+        if metric_opt.get('better', 'higher') not in ('higher', 'lower'):
+            raise UserInputError(f"{entry}: option 'better' must be 'higher' or 'lower', got {metric_opt['better']!r}")
 
 
 def prepare_options(opt: dict, source: str) -> dict:

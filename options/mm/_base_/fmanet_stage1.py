@@ -36,6 +36,8 @@ train_dataloader = dict(
 # one optimizer (and scheduler list) per network; each scheduler steps once per iteration
 optim_wrapper = dict(constructor='fmanet_plugin.FMANetOptimWrapperConstructor')
 
+# checkpoints written to a temporary name and renamed when complete (mmengine's Runner otherwise)
+runner_type = 'fmanet_plugin.AtomicCheckpointRunner'
 default_hooks = dict(
     logger=dict(type='LoggerHook'),
     checkpoint=dict(type='CheckpointHook', by_epoch=False),
