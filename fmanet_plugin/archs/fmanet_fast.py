@@ -195,13 +195,26 @@ class _ChunkPass:
 
     def run(self, gt: torch.Tensor | None, wanted: set[str]) -> dict[str, torch.Tensor]:
         """The outputs in ``wanted`` for this chunk's ``lq`` and ``gt``."""
-        groups, mode, scale = self.groups, self.mode, self.config.scale
+        groups, mode = self.groups, self.mode
         b, t, c, h, w = self.lq.shape
         frames = groups.split(self.lq.reshape(b * t, c, h, w))
         need_r = self.net_r is not None and bool(wanted & NET_R_OUTPUTS)
         compose = need_r and gt is None and mode.in_place and min(h, w) >= 5
         with phase('net_d'):
             d = self._net_d(frames, need_kernels=('recon' in wanted) or (need_r and not compose))
+            out = self._net_d_outputs(d, gt, wanted)
+        if need_r:
+            with phase('net_r'):
+                kernel_feat = self._kernel_features(d, compose)
+                out.update(self._net_r(frames, d, kernel_feat, wanted))
+        return {k: v for k, v in out.items() if k in wanted}
+
+    def _net_d_outputs(
+        self, d: DegradationFeatures, gt: torch.Tensor | None, wanted: set[str]
+    ) -> dict[str, torch.Tensor]:
+        """Net_D's outputs in ``wanted``: image flow, HR frames warped with it, ``recon`` and the anchor."""
+        groups, scale = self.groups, self.config.scale
+        b, t, c, h, w = self.lq.shape
         out = {}
         if wanted & {'image_flow', 'hr_warp', 'recon'}:
             flow_mask = groups.gather([conv_head(self.net_d.image_flow_head, f) for f in d.flow_masks]).contiguous()
@@ -220,11 +233,7 @@ class _ChunkPass:
         if 'anchor_d' in wanted:
             anchor = groups.gather([conv_head(self.net_d.anchor_head, f) for f in d.features])
             out['anchor_d'] = anchor.contiguous().view(b, t, c, h, w)
-        if need_r:
-            with phase('net_r'):
-                kernel_feat = self._kernel_features(d, compose)
-                out.update(self._net_r(frames, d, kernel_feat, wanted))
-        return {k: v for k, v in out.items() if k in wanted}
+        return out
 
     def _net_d(self, frames: list[torch.Tensor], need_kernels: bool) -> DegradationFeatures:
         """Net_D on grouped frames (K_D only if ``need_kernels``)."""
