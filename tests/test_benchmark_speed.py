@@ -7,11 +7,11 @@ import time
 
 from fmanet_plugin.archs.fmanet_arch import FMANet
 from fmanet_plugin.losses.fmanet_loss import FMANetObjective
+from fmanet_plugin.utils.phase_profile import flop_counter
 
 import torch
 from conftest import TINY_NET
 from test_losses import released_train_opt
-from torch.utils.flop_counter import FlopCounterMode
 
 from tools import benchmark_speed
 
@@ -122,7 +122,7 @@ def test_worker_splits_its_timed_call_into_phases(tmp_path):
     result = benchmark_speed.run_child(spec, benchmark_speed.child_env('default', 0))
     phases = result['phases']
     table = phases['table']
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    with torch.no_grad(), flop_counter() as counter:
         model(torch.rand(1, 3, 3, 8, 12), outputs=('output',))
     assert table['total']['flops'] == counter.get_total_flops() > 0
     assert sum(row['flops'] for name, row in table.items() if name != 'total') == table['total']['flops']

@@ -10,12 +10,11 @@ from __future__ import annotations
 import re
 
 from fmanet_plugin.archs.fmanet_arch import FMANet
-from fmanet_plugin.utils.phase_profile import PhaseRecorder, phase
+from fmanet_plugin.utils.phase_profile import PhaseRecorder, flop_counter, phase
 
 import pytest
 import torch
 from conftest import TINY_NET
-from torch.utils.flop_counter import FlopCounterMode
 
 H, W = 8, 12
 MARKED = ('net_d', 'net_r', 'fgdf', 'attention')
@@ -41,9 +40,9 @@ def _run(impl: str, with_gt: bool) -> tuple[dict, int, dict]:
     gt = torch.rand(1, 3, 3, 4 * H, 4 * W) if with_gt else None
     outputs = None if with_gt else ('output',)
     with torch.no_grad():
-        with FlopCounterMode(display=False) as plain:
+        with flop_counter() as plain:
             model(lq, gt, outputs=outputs)
-        with FlopCounterMode(display=False) as counter, PhaseRecorder(counter) as recorder:
+        with flop_counter() as counter, PhaseRecorder(counter) as recorder:
             model(lq, gt, outputs=outputs)
     modules = {name: sum(counts.values()) for name, counts in counter.get_flop_counts().items()}
     return recorder.result(), plain.get_total_flops(), modules
@@ -92,3 +91,12 @@ def test_markers_are_inert_without_a_recorder_and_recorders_do_not_nest():
     total = result['total']['seconds']
     assert total == pytest.approx(sum(row['seconds'] for name, row in result.items() if name != 'total'))
     assert phase('net_d') is first  # the recorder is gone after the block
+
+
+def test_the_counter_sees_in_place_matrix_products():
+    """The fast executor accumulates 1x1 convolutions with ``out.addmm_(a, b)``; torch's registry alone counts 0."""
+    a, b = torch.rand(6, 5), torch.rand(5, 4)
+    with flop_counter() as counter:
+        torch.zeros(6, 4).addmm_(a, b)
+        torch.zeros(3, 6, 4).baddbmm_(a.expand(3, 6, 5), b.expand(3, 5, 4))
+    assert counter.get_total_flops() == 2 * 6 * 5 * 4 + 3 * 2 * 6 * 5 * 4

@@ -31,8 +31,8 @@ mapped and zero-filled anew). The tool sets nothing in its own process and nothi
 Reported per case: wall time (best of ``--repeats``, reference and fast alternating), CPU time, minor page
 faults, peak RSS (maximum over the repeats) and its increase over the RSS just before the measured call, the
 max abs difference between the two implementations (output; in training also the loss and every gradient),
-the ratios, FLOPs (``torch.utils.flop_counter`` on a small input, scaled by the pixel count) and the achieved
-GFLOP/s next to the machine's measured SGEMM rate.
+the ratios, FLOPs (``torch.utils.flop_counter`` with the in-place ``addmm_``/``baddbmm_`` added, on a small input,
+scaled by the pixel count) and the achieved GFLOP/s next to the machine's measured SGEMM rate.
 
 ``--phases`` also splits every child's timed call into Net_D, Net_R, FGDF (the dynamic-filter down/up-sampling),
 attention (the FRMA blocks' multi-attention blocks), backward (training) and other, with the markers of
@@ -401,9 +401,9 @@ def count_flops(
     small size and scaled by the pixels (every layer of FMA-Net costs the same per pixel)."""
     from fmanet_plugin.archs.fmanet_arch import FMANet
     from fmanet_plugin.losses.fmanet_loss import FMANetObjective
+    from fmanet_plugin.utils.phase_profile import flop_counter
 
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     torch.set_num_threads(threads)
     small = (16, 24)
@@ -413,7 +413,7 @@ def count_flops(
         torch.manual_seed(0)
         model = FMANet(impl=impl, **(network or {}))
         lq = torch.rand(1, 3, 3, *small)
-        with FlopCounterMode(display=False) as counter:
+        with flop_counter() as counter:  # FlopCounterMode, also counting the in-place addmm_
             if case == 'inference':
                 with torch.no_grad():
                     model.eval()(lq, outputs=('output',))

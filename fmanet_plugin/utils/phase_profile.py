@@ -7,12 +7,14 @@ normal runs. Phases nest (an FRMA block's attention runs inside Net_D or Net_R):
 to the innermost phase that is open, and what runs outside every phase is ``other``.
 
 FLOPs are those ``torch.utils.flop_counter.FlopCounterMode`` counts (convolutions and matrix products; element-wise
-ops, normalisations, softmax, warps and unfold are not counted). FGDF's per-pixel filters are ``einsum`` calls that
+ops, normalisations, softmax, warps and unfold are not counted), made by :func:`flop_counter`, which also counts the
+in-place matrix products ``addmm_``/``baddbmm_`` (the fast executor's accumulating GEMMs) that torch's registry
+leaves out, with torch's own formulas for ``addmm``/``baddbmm``. FGDF's per-pixel filters are ``einsum`` calls that
 reach the counter as ``bmm``, so they are counted; :func:`fgdf_flops` gives the same multiply-adds analytically as
 a check.
 
 Example:
-    >>> with FlopCounterMode(display=False) as counter, PhaseRecorder(counter) as recorder:
+    >>> with flop_counter() as counter, PhaseRecorder(counter) as recorder:
     ...     model(lq, outputs=('output',))
     >>> recorder.result()['attention']  # {'seconds': ..., 'flops': ..., 'calls': ...}
 """
@@ -48,6 +50,30 @@ def phase(name: str) -> contextlib.AbstractContextManager:
     """Mark the code in a ``with`` block as phase ``name``; a shared null context unless a recorder is active."""
     recorder = _active
     return _NO_PHASE if recorder is None else recorder.scope(name)
+
+
+def flop_counter():
+    """A ``FlopCounterMode`` (no display) that also counts in-place ``addmm_`` and ``baddbmm_``.
+
+    torch's registry has formulas for ``addmm`` and ``baddbmm`` only, so a plain counter sees none of the fast
+    executor's accumulating products (``out.addmm_(a, b)``); they get the out-of-place formulas here.
+    """
+    from torch.utils import flop_counter as counter
+
+    aten = torch.ops.aten
+    inplace = {aten.addmm_: _as_raw(counter.addmm_flop), aten.baddbmm_: _as_raw(counter.baddbmm_flop)}
+    return counter.FlopCounterMode(display=False, custom_mapping=inplace)
+
+
+def _as_raw(formula: Callable) -> Callable:
+    """A registered formula (already taking tensors and ``out_val``) marked so that the counter does not wrap it
+    a second time."""
+
+    def count(*args, **kwargs) -> int:
+        return formula(*args, **kwargs)
+
+    count._get_raw = True
+    return count
 
 
 @dataclass
@@ -242,9 +268,7 @@ def profile_phases(
         dict: ``table`` (:func:`combine_phases`), ``sgemm_gflops``, ``fgdf_analytic_flops`` and, with ``top_ops``,
         ``ops`` (:func:`ops_by_phase`).
     """
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter, PhaseRecorder(counter, synchronize) as recorder:
+    with flop_counter() as counter, PhaseRecorder(counter, synchronize) as recorder:
         step()
     report = {
         'table': combine_phases(timed, recorder.result()),
