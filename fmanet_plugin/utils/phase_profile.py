@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -80,9 +80,9 @@ def _as_raw(formula: Callable) -> Callable:
 class _Frame:
     name: str
     start: float
-    start_flops: int
+    start_flops: Counter
     child_seconds: float = 0.0
-    child_flops: int = 0
+    child_flops: Counter = field(default_factory=Counter)
 
 
 class PhaseRecorder:
@@ -101,7 +101,7 @@ class PhaseRecorder:
     def __init__(self, flop_counter=None, synchronize: Callable[[], None] | None = None) -> None:
         self.flop_counter, self.synchronize = flop_counter, synchronize
         self.seconds: dict[str, float] = defaultdict(float)
-        self.flops: dict[str, int] = defaultdict(int)
+        self.flops: dict[str, Counter] = defaultdict(Counter)  # per operator
         self.calls: dict[str, int] = defaultdict(int)
         self._stack: list[_Frame] = []
 
@@ -131,22 +131,29 @@ class PhaseRecorder:
                 self._close(self._stack.pop())
 
     def result(self) -> dict[str, dict]:
-        """``{phase: {'seconds', 'flops', 'calls'}}`` for every phase seen, and ``total`` (their sums)."""
-        out = {
-            name: {'seconds': self.seconds[name], 'flops': int(self.flops[name]), 'calls': self.calls[name]}
-            for name in sorted(self.seconds, key=_order)
-        }
+        """``{phase: {'seconds', 'flops', 'calls', 'op_flops'}}`` for every phase seen and ``total`` (their sums);
+        ``op_flops``: ``{operator: FLOPs}``, e.g. ``{'convolution': ..., 'addmm_': ...}``."""
+        out = {}
+        for name in sorted(self.seconds, key=_order):
+            ops = {op: int(n) for op, n in self.flops[name].items() if n}
+            out[name] = {'seconds': self.seconds[name], 'flops': sum(ops.values()), 'calls': self.calls[name]}
+            out[name]['op_flops'] = ops
+        total_ops = sum((Counter(v['op_flops']) for v in out.values()), Counter())
         out['total'] = {
             'seconds': sum(v['seconds'] for v in out.values()),
             'flops': sum(v['flops'] for v in out.values()),
             'calls': 1,
+            'op_flops': dict(total_ops),
         }
         return out
 
-    def _now(self) -> tuple[float, int]:
+    def _now(self) -> tuple[float, Counter]:
         if self.synchronize is not None:
             self.synchronize()
-        flops = self.flop_counter.get_total_flops() if self.flop_counter is not None else 0
+        flops = Counter()
+        if self.flop_counter is not None:
+            for op, n in self.flop_counter.get_flop_counts().get('Global', {}).items():
+                flops[getattr(op, '__name__', str(op))] += n
         return time.perf_counter(), flops
 
     def _open(self, name: str) -> _Frame:
@@ -155,13 +162,15 @@ class PhaseRecorder:
 
     def _close(self, frame: _Frame) -> None:
         now, flops = self._now()
-        seconds, count = now - frame.start, flops - frame.start_flops
+        seconds, count = now - frame.start, flops.copy()
+        count.subtract(frame.start_flops)
         self.seconds[frame.name] += seconds - frame.child_seconds
-        self.flops[frame.name] += count - frame.child_flops
+        self.flops[frame.name].update(count)
+        self.flops[frame.name].subtract(frame.child_flops)
         self.calls[frame.name] += 1
         if self._stack:
             self._stack[-1].child_seconds += seconds
-            self._stack[-1].child_flops += count
+            self._stack[-1].child_flops.update(count)
 
 
 def _order(name: str) -> tuple[int, str]:
@@ -188,16 +197,15 @@ def fgdf_flops(config, batch: int, h: int, w: int, recon: bool = False) -> int:
     return 2 * macs
 
 
-def ops_by_phase(events, top: int = 5) -> dict[str, list[tuple[str, float, int]]]:
-    """The operators that took the most self CPU time in each phase of a ``torch.profiler`` profile.
+def self_times_by_phase(events) -> dict[str, dict[str, tuple[float, int]]]:
+    """Self CPU seconds and calls of every operator, per phase, in a ``torch.profiler`` profile.
 
     Args:
         events: ``profile.events()`` of a profile taken while a :class:`PhaseRecorder` was active.
-        top (int): Operators kept per phase. Default: 5.
 
     Returns:
-        dict[str, list[tuple[str, float, int]]]: ``{phase: [(operator, self seconds, calls), ...]}``, most time
-        first; operators outside every phase range under ``other``.
+        dict[str, dict[str, tuple[float, int]]]: ``{phase: {operator: (self seconds, calls)}}``; operators outside
+        every phase range under ``other``.
     """
     totals: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0]))
     for event in events:
@@ -213,9 +221,42 @@ def ops_by_phase(events, top: int = 5) -> dict[str, list[tuple[str, float, int]]
         entry[0] += event.self_cpu_time_total / 1e6
         entry[1] += 1
     return {
-        name: sorted(((op, sec, n) for op, (sec, n) in ops.items()), key=lambda row: -row[1])[:top]
+        name: {op: (sec, n) for op, (sec, n) in ops.items()}
         for name, ops in sorted(totals.items(), key=lambda item: _order(item[0]))
     }
+
+
+def ops_by_phase(times: dict[str, dict[str, tuple[float, int]]], top: int = 5) -> dict[str, list]:
+    """The ``top`` operators with the most self CPU time per phase of :func:`self_times_by_phase`:
+    ``{phase: [(operator, self seconds, calls), ...]}``, most time first."""
+    return {
+        name: sorted(((op, sec, n) for op, (sec, n) in ops.items()), key=lambda row: -row[1])[:top]
+        for name, ops in times.items()
+    }
+
+
+def counted_op_rates(table: dict[str, dict], times: dict[str, dict[str, tuple[float, int]]]) -> dict[str, list]:
+    """Per phase, each counted operator's FLOPs over the profiled self time of the kernels that run it.
+
+    ``convolution`` is run by every profiled operator with ``conv`` in its name (``mkldnn_convolution``,
+    ``slow_conv3d_forward``, ...); another counted operator ``op`` by ``aten::op``.
+
+    Returns:
+        dict[str, list]: ``{phase: [(operator, FLOPs, seconds), ...]}``, most FLOPs first.
+    """
+    rates = {}
+    for name, row in table.items():
+        ops = times.get(name, {})
+        rows = []
+        for op, flops in row.get('op_flops', {}).items():
+            if op == 'convolution':
+                seconds = sum(sec for kernel, (sec, _) in ops.items() if 'conv' in kernel)
+            else:
+                seconds = ops.get(f'aten::{op}', (0.0, 0))[0]
+            rows.append((op, flops, seconds))
+        if rows:
+            rates[name] = sorted(rows, key=lambda r: -r[1])
+    return rates
 
 
 def format_phases(phases: dict[str, dict], sgemm_gflops: float) -> list[str]:
@@ -241,6 +282,7 @@ def combine_phases(timed: dict[str, dict], counted: dict[str, dict]) -> dict[str
             'seconds': timed.get(name, empty)['seconds'],
             'calls': timed.get(name, empty)['calls'],
             'flops': counted.get(name, empty)['flops'],
+            'op_flops': counted.get(name, {}).get('op_flops', {}),
         }
         for name in names
     }
@@ -279,7 +321,9 @@ def profile_phases(
         activities = [torch.profiler.ProfilerActivity.CPU]
         with torch.profiler.profile(activities=activities) as prof, PhaseRecorder(synchronize=synchronize):
             step()
-        report['ops'] = ops_by_phase(prof.events(), top_ops)
+        times = self_times_by_phase(prof.events())
+        report['ops'] = ops_by_phase(times, top_ops)
+        report['op_rates'] = counted_op_rates(report['table'], times)
     return report
 
 
@@ -298,8 +342,23 @@ def format_phase_report(report: dict, title: str) -> list[str]:
         *format_phases(table, report['sgemm_gflops']),
     ]
     if report.get('ops'):
-        lines += ['', '| phase | top operators by self CPU time (profiled call): s (calls) |', '|---|---|']
+        lines += [
+            '',
+            '| phase | top operators by self CPU time (profiled call): s (calls) '
+            '| counted operators: GFLOP, profiled s, GFLOP/s (% of SGEMM) |',
+            '|---|---|---|',
+        ]
+        rates = report.get('op_rates', {})
         for name, ops in report['ops'].items():
             listed = ', '.join(f'{op} {sec:.2f} ({n})' for op, sec, n in ops)
-            lines.append(f'| {LABELS.get(name, name)} | {listed} |')
+            counted = ', '.join(
+                f'{op} {flops / 1e9:.1f}, {sec:.2f} s, {_rate(flops, sec):.0f} '
+                f'({_rate(flops, sec) / report["sgemm_gflops"]:.0%})'
+                for op, flops, sec in rates.get(name, [])
+            )
+            lines.append(f'| {LABELS.get(name, name)} | {listed} | {counted} |')
     return lines
+
+
+def _rate(flops: int, seconds: float) -> float:
+    return flops / 1e9 / seconds if seconds > 0 else 0.0
