@@ -638,7 +638,11 @@ def format_phase_section(entry: dict, impl: str) -> list[str]:
         f'Phases of {entry["case"]} {size}, {impl}, {entry["allocator"]} allocator, {r["threads"][0]} thread(s), '
         f'{r["other_load"][0]:.1f} core(s) busy elsewhere'
     )
-    return format_phase_report(r['phases'], title)
+    lines = format_phase_report(r['phases'], title)
+    if 'gflop' in r:  # the main table's count is made at 16x24: size-dependent work (borders, halos) differs
+        counted = r['phases']['table']['total']['flops'] / 1e9
+        lines.append(f'\nCounted at this size: {counted:.1f} GFLOP (main table, scaled from 16x24: {r["gflop"]:.1f}).')
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
