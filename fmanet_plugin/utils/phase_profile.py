@@ -16,7 +16,7 @@ a check.
 Example:
     >>> with flop_counter() as counter, PhaseRecorder(counter) as recorder:
     ...     model(lq, outputs=('output',))
-    >>> recorder.result()['attention']  # {'seconds': ..., 'flops': ..., 'calls': ...}
+    >>> recorder.result()['attention']  # {'seconds': ..., 'flops': ..., 'calls': ..., 'op_flops': {...}}
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def phase(name: str) -> contextlib.AbstractContextManager:
     return _NO_PHASE if recorder is None else recorder.scope(name)
 
 
-def flop_counter():
+def flop_counter() -> torch.utils.flop_counter.FlopCounterMode:
     """A ``FlopCounterMode`` (no display) that also counts in-place ``addmm_`` and ``baddbmm_``.
 
     torch's registry has formulas for ``addmm`` and ``baddbmm`` only, so a plain counter sees none of the fast
@@ -88,7 +88,8 @@ class _Frame:
 class PhaseRecorder:
     """Attributes wall time (and, with a counter, FLOPs) to the phases marked by :func:`phase` while active.
 
-    Use as a context manager around one or more calls; one recorder may be active at a time. Each phase also opens
+    Use as a context manager around one or more calls; one recorder may be active at a time, for calls made from one
+    Python thread (the phases of threads running side by side would interleave). Each phase also opens
     a ``torch.profiler.record_function`` range ``phase:<name>``, so a profile taken meanwhile shows the phases.
 
     Args:
