@@ -7,6 +7,7 @@ import time
 
 from fmanet_plugin.archs.fmanet_arch import FMANet
 from fmanet_plugin.losses.fmanet_loss import FMANetObjective
+from fmanet_plugin.utils.phase_profile import flop_counter
 
 import torch
 from conftest import TINY_NET
@@ -104,3 +105,31 @@ def test_both_implementations_run_beside_the_same_loops(monkeypatch):
     assert len(set(pids)) == 2 and not any(_running(pid) for pid in pids)  # a fresh loop per child, all stopped
     assert entry['diff']['output'] <= 1e-5  # the same inputs reached both children
     assert 'loops GFLOP/s' in benchmark_speed.format_report(report)
+
+
+def test_worker_splits_its_timed_call_into_phases(tmp_path):
+    """``--phases`` in a fast inference child: the phases' FLOPs add up to an in-process FlopCounterMode count of
+    the same call, their times to at most the timed call's wall time, and every phase has operators."""
+    torch.manual_seed(0)
+    model = FMANet(impl='fast', **TINY_NET).eval()
+    torch.save(model.state_dict(), tmp_path / 'weights.pth')
+    spec = {
+        'impl': 'fast', 'case': 'inference', 'size': [8, 12], 'batch': 1, 'threads': 1, 'seed': 3, 'warmup': 0,
+        'device': 'cpu', 'amp': None, 'compile': False, 'network': TINY_NET, 'weights': str(tmp_path / 'weights.pth'),
+        'out': str(tmp_path / 'out.pt'), 'result': str(tmp_path / 'result.json'), 'phases': True, 'phase_ops': 2,
+        'sgemm_size': 128,
+    }  # fmt: skip
+    result = benchmark_speed.run_child(spec, benchmark_speed.child_env('default', 0))
+    phases = result['phases']
+    table = phases['table']
+    with torch.no_grad(), flop_counter() as counter:
+        model(torch.rand(1, 3, 3, 8, 12), outputs=('output',))
+    assert table['total']['flops'] == counter.get_total_flops() > 0
+    assert sum(row['flops'] for name, row in table.items() if name != 'total') == table['total']['flops']
+    assert 0 < table['total']['seconds'] <= result['wall']
+    assert {'net_d', 'net_r', 'fgdf', 'attention'} <= set(phases['ops']) and phases['sgemm_gflops'] > 0
+    assert phases['fgdf_analytic_flops'] == table['fgdf']['flops']
+    entry = {'case': 'inference', 'allocator': 'default', 'size': [8, 12], 'batch': 1, 'fast': result}
+    result['threads'], result['other_load'] = [result['threads']], [result['other_load']]
+    text = '\n'.join(benchmark_speed.format_phase_section(entry, 'fast'))
+    assert '| FGDF |' in text and '% of SGEMM' in text and '| **total** |' in text

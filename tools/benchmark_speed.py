@@ -31,8 +31,15 @@ mapped and zero-filled anew). The tool sets nothing in its own process and nothi
 Reported per case: wall time (best of ``--repeats``, reference and fast alternating), CPU time, minor page
 faults, peak RSS (maximum over the repeats) and its increase over the RSS just before the measured call, the
 max abs difference between the two implementations (output; in training also the loss and every gradient),
-the ratios, FLOPs (``torch.utils.flop_counter`` on a small input, scaled by the pixel count) and the achieved
-GFLOP/s next to the machine's measured SGEMM rate.
+the ratios, FLOPs (``torch.utils.flop_counter`` with the in-place ``addmm_``/``baddbmm_`` added, on a small input,
+scaled by the pixel count) and the achieved GFLOP/s next to the machine's measured SGEMM rate.
+
+``--phases`` also splits every child's timed call into Net_D, Net_R, FGDF (the dynamic-filter down/up-sampling),
+attention (the FRMA blocks' multi-attention blocks), backward (training) and other, with the markers of
+``fmanet_plugin.utils.phase_profile``: per phase the wall time of the timed call, the FLOPs that
+``FlopCounterMode`` counts in one more (untimed) call at the measured size, and the GFLOP/s against the SGEMM rate
+measured in the same child right after its timed call (same threads, same background load). ``--phase-ops N``
+adds one profiled call (``torch.profiler``) and lists each phase's N operators with the most self CPU time.
 
 Examples:
     python tools/benchmark_speed.py                                   # both cases, both allocator settings
@@ -40,11 +47,13 @@ Examples:
     python tools/benchmark_speed.py --size 90x160 --cases inference --json results/speed.json
     python tools/benchmark_speed.py --size 90x160 --cases inference --background-load 2
     python tools/benchmark_speed.py --size 720x1280 --cases inference --allocators default --impls fast --tile 256
+    python tools/benchmark_speed.py --size 90x160 --cases inference --allocators default --phases --phase-ops 6
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -113,10 +122,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         '--accuracy-dtypes', default='bf16,fp16', help='autocast dtypes of --accuracy (comma-separated)'
     )
+    parser.add_argument('--phases', action='store_true', help='time, FLOPs and SGEMM share per phase (per child)')
+    parser.add_argument('--phase-ops', type=int, default=0, help='with --phases: top operators per phase (profiled)')
     parser.add_argument('--json', help='also write the results here')
     parser.add_argument('--worker', help=argparse.SUPPRESS)  # internal: JSON spec of one child measurement
     parser.add_argument('--load-loop', action='store_true', help=argparse.SUPPRESS)  # internal: one loop process
     args = parser.parse_args(argv)
+    args.phases = args.phases or args.phase_ops > 0
     args.network = {}  # FMANet arguments other than the released ones (tests use a tiny network)
     args.cases = parse_choices(args.cases, ('inference', 'train'), '--cases')
     args.allocators = parse_choices(args.allocators, ('default', 'tuned'), '--allocators')
@@ -126,6 +138,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error('--repeats, --batch and --threads must be positive')
     if args.background_load < 0 or args.tile < 0 or (args.tile and not 0 <= args.tile_overlap < args.tile):
         parser.error('--background-load and --tile must be >= 0, and 0 <= --tile-overlap < --tile')
+    if args.phases and args.compile:
+        parser.error('--phases times eager phases; it cannot be combined with --compile')
     return args
 
 
@@ -135,11 +149,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run_worker(spec: dict) -> None:
     """Build one implementation, run one case (after ``warmup`` untimed runs), write timings, memory, outputs.
 
-    ``spec`` may carry ``network`` (``FMANet`` arguments other than the released ones) and ``train_options`` (the
-    option file whose loss weights the training case uses; default ``options/fmanet_stage2.yml``).
+    ``spec`` may carry ``network`` (``FMANet`` arguments other than the released ones), ``train_options`` (the
+    option file whose loss weights the training case uses; default ``options/fmanet_stage2.yml``), ``phases``
+    and ``phase_ops`` (``--phases``, ``--phase-ops``) and ``sgemm_size`` (of the child's SGEMM rate; default 2048).
     """
     import fmanet_plugin  # noqa: F401  (registers the plugin; installs the basicsr compatibility shim)
     from fmanet_plugin.archs.fmanet_arch import FMANet
+    from fmanet_plugin.utils.phase_profile import PhaseRecorder, phase
     from fmanet_plugin.utils.runtime import autocast_context, rss_kb
     from fmanet_plugin.utils.threads import LoadMeter, choose_num_threads
     from fmanet_plugin.utils.tiling import tiled_forward
@@ -190,7 +206,8 @@ def run_worker(spec: dict) -> None:
             model.zero_grad(set_to_none=True)
             outputs = call(batch['lq'], batch['gt'])
             loss = sum(objective(outputs, batch).values())
-        loss.backward()
+        with phase('backward'):
+            loss.backward()
         grads = {k: p.grad for k, p in model.named_parameters() if p.grad is not None}
         return {'output': outputs['output'].detach(), 'loss': loss.detach(), 'grads': grads}
 
@@ -200,9 +217,12 @@ def run_worker(spec: dict) -> None:
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == 'cuda' else None
+    recorder = PhaseRecorder(synchronize=sync) if spec.get('phases') else contextlib.nullcontext()
     meter = LoadMeter()  # cores kept busy by other processes during the timed step
     before, usage0, start = rss_kb('VmRSS'), resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-    saved = step()
+    with recorder:
+        saved = step()
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
     wall = time.perf_counter() - start
@@ -220,10 +240,24 @@ def run_worker(spec: dict) -> None:
         rss_before_mb=before / 1024,
         malloc_mmap_threshold=os.environ.get('MALLOC_MMAP_THRESHOLD_'),  # the allocator setting in effect
     )
-    torch.save(_to_cpu_float(saved), spec['out'])
     if device.type == 'cuda':
         result['gpu_peak_mb'] = torch.cuda.max_memory_allocated(device) / 2**20
+    torch.save(_to_cpu_float(saved), spec['out'])
+    del saved
+    if spec.get('phases'):  # after the timed call and its memory readings
+        result['phases'] = measure_phases(spec, step, recorder.result(), threads, model.config, sync)
     Path(spec['result']).write_text(json.dumps(result))
+
+
+def measure_phases(spec: dict, step, timed: dict, threads: int, config, sync) -> dict:
+    """``--phases`` in a child (after its timed call): see :func:`fmanet_plugin.utils.phase_profile.profile_phases`;
+    the SGEMM rate is measured now, in this child."""
+    from fmanet_plugin.utils.phase_profile import fgdf_flops, profile_phases
+
+    h, w = spec['size']
+    analytic = None if spec.get('tile') else fgdf_flops(config, spec['batch'], h, w, spec['case'] == 'train')
+    rate = sgemm_gflops(threads, spec.get('sgemm_size', 2048))
+    return profile_phases(step, timed, rate, analytic, spec.get('phase_ops', 0), sync)
 
 
 def _to_cpu_float(tree):
@@ -367,9 +401,9 @@ def count_flops(
     small size and scaled by the pixels (every layer of FMA-Net costs the same per pixel)."""
     from fmanet_plugin.archs.fmanet_arch import FMANet
     from fmanet_plugin.losses.fmanet_loss import FMANetObjective
+    from fmanet_plugin.utils.phase_profile import flop_counter
 
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     torch.set_num_threads(threads)
     small = (16, 24)
@@ -379,7 +413,7 @@ def count_flops(
         torch.manual_seed(0)
         model = FMANet(impl=impl, **(network or {}))
         lq = torch.rand(1, 3, 3, *small)
-        with FlopCounterMode(display=False) as counter:
+        with flop_counter() as counter:  # FlopCounterMode, also counting the in-place addmm_
             if case == 'inference':
                 with torch.no_grad():
                     model.eval()(lq, outputs=('output',))
@@ -396,16 +430,16 @@ def count_flops(
     return flops
 
 
-def sgemm_gflops(threads: int) -> float:
-    """Measured single-precision GEMM rate (best of 5, n = 2048): the machine's practical peak."""
+def sgemm_gflops(threads: int, n: int = 2048) -> float:
+    """Measured single-precision GEMM rate (best of 5, ``n x n`` matrices): the machine's practical peak."""
     import torch
 
     torch.set_num_threads(threads)
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    out = torch.empty(2048, 2048)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    out = torch.empty(n, n)
     torch.mm(a, b, out=out)
     best = min(_timed(lambda: torch.mm(a, b, out=out)) for _ in range(5))
-    return 2 * 2048**3 / best / 1e9
+    return 2 * n**3 / best / 1e9
 
 
 def _timed(fn) -> float:
@@ -495,6 +529,8 @@ def _run(args: argparse.Namespace, work: Path) -> dict:
                     'network': args.network,
                     'tile': args.tile if case == 'inference' else 0,
                     'tile_overlap': args.tile_overlap,
+                    'phases': args.phases,
+                    'phase_ops': args.phase_ops,
                     'out': str(work / f'{case}_{alloc}_{impl}.pt'),
                     'result': str(work / f'{case}_{alloc}_{impl}.json'),
                 }
@@ -520,6 +556,8 @@ def _run(args: argparse.Namespace, work: Path) -> dict:
                 'other_load': [r['other_load'] for r in runs[impl]],
                 'background': [r['background'] for r in runs[impl]],
             }
+            if args.phases:  # those of the fastest run
+                entry[impl]['phases'] = min(runs[impl], key=lambda r: r['wall'])['phases']
         if both:
             entry['speedup'] = entry['reference']['wall'] / entry['fast']['wall']
             entry['memory_fraction'] = entry['fast']['peak_rss_mb'] / entry['reference']['peak_rss_mb']
@@ -575,6 +613,10 @@ def format_report(report: dict) -> str:
                 f'{r.get("gflop", 0):.0f} | {r.get("gflops_per_s", 0):.0f} | {threads} | {busy} | {loops} | '
                 f'{ratio} | {mem} | {diff} |'
             )
+    for e in report['cases']:
+        for impl in IMPLS:
+            if 'phases' in e.get(impl, {}):
+                lines += ['', *format_phase_section(e, impl)]
     if report.get('accuracy'):
         lines += ['', '| autocast | impl | max abs diff vs fp32 reference | PSNR vs fp32 reference (dB) |']
         lines.append('|---|---|---|---|')
@@ -584,6 +626,23 @@ def format_report(report: dict) -> str:
             else:
                 lines.append(f'| {row["dtype"]} | {row["impl"]} | {row["max_abs"]:.2e} | {row["psnr"]:.1f} |')
     return '\n'.join(lines)
+
+
+def format_phase_section(entry: dict, impl: str) -> list[str]:
+    """The ``--phases`` tables of one implementation in one case."""
+    from fmanet_plugin.utils.phase_profile import format_phase_report
+
+    r = entry[impl]
+    size = f'{entry["size"][0]}x{entry["size"][1]}' + (f' b{entry["batch"]}' if entry['case'] == 'train' else '')
+    title = (
+        f'Phases of {entry["case"]} {size}, {impl}, {entry["allocator"]} allocator, {r["threads"][0]} thread(s), '
+        f'{r["other_load"][0]:.1f} core(s) busy elsewhere'
+    )
+    lines = format_phase_report(r['phases'], title)
+    if 'gflop' in r:  # the main table's count is made at 16x24: size-dependent work (borders, halos) differs
+        counted = r['phases']['table']['total']['flops'] / 1e9
+        lines.append(f'\nCounted at this size: {counted:.1f} GFLOP (main table, scaled from 16x24: {r["gflop"]:.1f}).')
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:

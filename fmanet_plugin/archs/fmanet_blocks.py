@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from fmanet_plugin.archs.fmanet_config import FMANetConfig
 from fmanet_plugin.ops import warp_multi_flow
+from fmanet_plugin.utils.phase_profile import phase
 
 import torch
 import torch.nn.functional as F
@@ -100,8 +101,9 @@ class FRMABlock(nn.Module):
         kernel_query = None
         if kernel_feat is not None:
             kernel_query = self.fuse_kernel(self.rdb_kernel(kernel_feat).reshape(b, c * t, h, w))
-        for block in self.attn_blocks:
-            feat_warped = block(feat_warped, centre, kernel_query)
+        with phase('attention'):
+            for block in self.attn_blocks:
+                feat_warped = block(feat_warped, centre, kernel_query)
         return feat, flow_masks, feat_warped
 
     def _warp(self, feat: torch.Tensor, flow_masks: torch.Tensor) -> torch.Tensor:

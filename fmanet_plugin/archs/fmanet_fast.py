@@ -37,6 +37,7 @@ from fmanet_plugin.archs.fmanet_nets import DegradationNet, RestorationNet
 from fmanet_plugin.ops import fgdf_downsample_chunked, warp_image, warp_multi_flow
 from fmanet_plugin.ops.chunked import ExecutionMode, FrameGroups, conv3d_frames, conv3x3_rows, frame_conv
 from fmanet_plugin.ops.pointwise import conv1x1_flat, fold_frames, fold_frames_into
+from fmanet_plugin.utils.phase_profile import phase
 
 import torch
 import torch.nn.functional as F
@@ -194,12 +195,26 @@ class _ChunkPass:
 
     def run(self, gt: torch.Tensor | None, wanted: set[str]) -> dict[str, torch.Tensor]:
         """The outputs in ``wanted`` for this chunk's ``lq`` and ``gt``."""
-        groups, mode, scale = self.groups, self.mode, self.config.scale
+        groups, mode = self.groups, self.mode
         b, t, c, h, w = self.lq.shape
         frames = groups.split(self.lq.reshape(b * t, c, h, w))
         need_r = self.net_r is not None and bool(wanted & NET_R_OUTPUTS)
         compose = need_r and gt is None and mode.in_place and min(h, w) >= 5
-        d = self._net_d(frames, need_kernels=('recon' in wanted) or (need_r and not compose))
+        with phase('net_d'):
+            d = self._net_d(frames, need_kernels=('recon' in wanted) or (need_r and not compose))
+            out = self._net_d_outputs(d, gt, wanted)
+        if need_r:
+            with phase('net_r'):
+                kernel_feat = self._kernel_features(d, compose)
+                out.update(self._net_r(frames, d, kernel_feat, wanted))
+        return {k: v for k, v in out.items() if k in wanted}
+
+    def _net_d_outputs(
+        self, d: DegradationFeatures, gt: torch.Tensor | None, wanted: set[str]
+    ) -> dict[str, torch.Tensor]:
+        """Net_D's outputs in ``wanted``: image flow, HR frames warped with it, ``recon`` and the anchor."""
+        groups, scale = self.groups, self.config.scale
+        b, t, c, h, w = self.lq.shape
         out = {}
         if wanted & {'image_flow', 'hr_warp', 'recon'}:
             flow_mask = groups.gather([conv_head(self.net_d.image_flow_head, f) for f in d.flow_masks]).contiguous()
@@ -211,14 +226,14 @@ class _ChunkPass:
                 if 'recon' in wanted:
                     kernels = groups.gather(d.kernels).reshape(b, t, -1, h, w)
                     hr_ones = hr_ones.view(b, t, 1, scale * h, scale * w)
-                    out['recon'] = fgdf_downsample_chunked(hr_warp, kernels, scale, hr_ones, self.budgets.chunk_bytes)
+                    with phase('fgdf'):
+                        out['recon'] = fgdf_downsample_chunked(
+                            hr_warp, kernels, scale, hr_ones, self.budgets.chunk_bytes
+                        )
         if 'anchor_d' in wanted:
             anchor = groups.gather([conv_head(self.net_d.anchor_head, f) for f in d.features])
             out['anchor_d'] = anchor.contiguous().view(b, t, c, h, w)
-        if need_r:
-            kernel_feat = self._kernel_features(d, compose)
-            out.update(self._net_r(frames, d, kernel_feat, wanted))
-        return {k: v for k, v in out.items() if k in wanted}
+        return out
 
     def _net_d(self, frames: list[torch.Tensor], need_kernels: bool) -> DegradationFeatures:
         """Net_D on grouped frames (K_D only if ``need_kernels``)."""
@@ -356,8 +371,9 @@ class _ChunkPass:
                 kernel_query = fold_frames(queries, groups, weight, mode, None, bias).view(centre.shape)
             else:
                 kernel_query = fold_frames_into(ws.kernel_query, queries, groups, weight, pixel_chunk, bias)
-        for attn_block in block.attn_blocks:
-            fw = attention_block(attn_block, fw, centre, kernel_query, mode, self.budgets.attention_chunk_bytes)
+        with phase('attention'):
+            for attn_block in block.attn_blocks:
+                fw = attention_block(attn_block, fw, centre, kernel_query, mode, self.budgets.attention_chunk_bytes)
         state.warped_centre = fw
 
     def _flow_step(

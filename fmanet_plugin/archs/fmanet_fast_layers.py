@@ -27,6 +27,7 @@ from fmanet_plugin.ops.chunked import (
     frame_conv,
 )
 from fmanet_plugin.ops.pointwise import pointwise_sum
+from fmanet_plugin.utils.phase_profile import phase
 
 import torch
 import torch.nn.functional as F
@@ -212,7 +213,8 @@ def restore_rows(
         hidden_lo, hidden_hi = max(lo - 1, 0), min(hi + 1, h)
         hidden = leaky_relu_(conv_rows(kernel_in, 0, h, hidden_lo, hidden_hi, head.hidden_conv))
         kernels = conv_rows(hidden, hidden_lo, h, lo, hi, head.output_conv).view(b, t, -1, hi - lo, w)
-        out = fgdf_upsample_rows(padded, kernels, lo, scale)
+        with phase('fgdf'):
+            out = fgdf_upsample_rows(padded, kernels, lo, scale)
         outs.append(mode.add(out, _residual_rows(net_r, ups, res_in, lo, hi)))
     return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from fmanet_plugin.archs.fmanet_blocks import RRDB, ConvHead, FRMABlock, PixelShuffleUpsampler, conv_frame
 from fmanet_plugin.archs.fmanet_config import FMANetConfig
 from fmanet_plugin.ops import fgdf_downsample, fgdf_upsample, warp_image
+from fmanet_plugin.utils.phase_profile import phase
 
 import torch
 import torch.nn.functional as F
@@ -100,9 +101,10 @@ class DegradationNet(nn.Module):
             flow_mask = image_flow_mask.transpose(1, 2).reshape(b * t, 3, h, w)
             hr_warp, hr_ones = warp_image(frames, flow_mask, scale)
             out.hr_warp = hr_warp.view(b, t, c, height, width)
-            out.recon = fgdf_downsample(
-                out.hr_warp, kernels.transpose(1, 2), scale, hr_ones.view(b, t, 1, height, width)
-            )
+            with phase('fgdf'):
+                out.recon = fgdf_downsample(
+                    out.hr_warp, kernels.transpose(1, 2), scale, hr_ones.view(b, t, 1, height, width)
+                )
         return out
 
 
@@ -163,7 +165,9 @@ class RestorationNet(nn.Module):
         centre_rep = x[:, :, t // 2 : t // 2 + 1].expand(-1, -1, t, -1, -1)
         image_flow_mask = self.image_flow_refine(torch.cat((flow_masks, coarse_warp, centre_rep), dim=1))
         lr_warp = self._warp_frames(frames, image_flow_mask).transpose(1, 2)
-        output = fgdf_upsample(lr_warp, kernels.transpose(1, 2), self.config.scale) + residual
+        with phase('fgdf'):
+            upsampled = fgdf_upsample(lr_warp, kernels.transpose(1, 2), self.config.scale)
+        output = upsampled + residual
         return RestorationOutputs(output, lr_warp, self.anchor_head(feat))
 
     @staticmethod
@@ -189,11 +193,13 @@ def reference_forward(
         dict[str, Tensor]: The outputs named in ``FMANet.forward``'s docstring that these inputs allow.
     """
     x = lq.transpose(1, 2)
-    d = net_d(x, None if gt is None else gt.transpose(1, 2))
+    with phase('net_d'):
+        d = net_d(x, None if gt is None else gt.transpose(1, 2))
     out = {'image_flow': d.image_flow_mask[:, :2].transpose(1, 2), 'anchor_d': d.anchor.transpose(1, 2)}
     if gt is not None:
         out['recon'], out['hr_warp'] = d.recon, d.hr_warp
     if net_r is not None:
-        r = net_r(x, d.features, d.flow_masks, d.kernels)
+        with phase('net_r'):
+            r = net_r(x, d.features, d.flow_masks, d.kernels)
         out.update(output=r.output, lr_warp=r.lr_warp, anchor_r=r.anchor.transpose(1, 2))
     return out
