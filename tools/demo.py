@@ -222,10 +222,10 @@ def main(argv: list[str] | None = None) -> int:
     png.parent.mkdir(parents=True, exist_ok=True)
     tmp = png.with_name(f'.{png.name}.tmp.png')
     labels = [
-        f'blurry LR input, nearest x4 ({shown["name"]})',
+        'blurry LR input (nearest x4)',
         f'bicubic ({shown["psnr"]["bicubic"]:.2f} dB)',
         f'FMA-Net ({shown["psnr"]["FMA-Net"]:.2f} dB)',
-        'ground truth',
+        f'ground truth ({shown["name"]})',
     ]
     panels = side_by_side([shown[k] for k in ('lr', 'bicubic', 'FMA-Net', 'gt')], labels)
     cv2.imwrite(str(tmp), panels, [cv2.IMWRITE_PNG_COMPRESSION, 9])

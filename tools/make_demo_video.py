@@ -1,7 +1,8 @@
 """Make a short sharp high-frame-rate "footage" clip from real photographs, to try tools/prepare_vsrdb.py.
 
-Two shots joined by a hard cut: a virtual camera glides (with a slight zoom) over matplotlib's bundled
-photograph of Grace Hopper, then over scikit-image's "coffee" photograph. Frames are rendered with
+Shots joined by hard cuts: a virtual camera glides (with a slight zoom) over each of ``--photos`` in turn (by
+default matplotlib's bundled photograph of Grace Hopper, then scikit-image's "coffee"; ``--photos
+grace_hopper,grass`` uses only photographs that ``tools/make_demo_data.py`` never trains on). Frames are rendered with
 ``cv2.warpAffine`` at ``--fps`` (120 by default: fast enough for REDS-style blur by averaging 5 frames),
 encoded as H.264 with a 440 Hz AAC tone as the sound track (PyAV). Without real footage at hand this stands in
 for a phone video; with real footage, skip this step.
@@ -25,12 +26,30 @@ import numpy as np
 from skimage import data as skdata
 
 
-def photographs() -> list[np.ndarray]:
-    """The two source photographs as uint8 BGR."""
+def _grace_hopper() -> np.ndarray:
     with matplotlib.cbook.get_sample_data('grace_hopper.jpg') as f:
-        hopper = cv2.imdecode(np.frombuffer(f.read(), np.uint8), cv2.IMREAD_COLOR)
-    coffee = cv2.cvtColor(skdata.coffee(), cv2.COLOR_RGB2BGR)
-    return [hopper, coffee]
+        return cv2.imdecode(np.frombuffer(f.read(), np.uint8), cv2.IMREAD_COLOR)
+
+
+def _bgr(rgb_or_grey: np.ndarray) -> np.ndarray:
+    if rgb_or_grey.ndim == 2:
+        return cv2.cvtColor(rgb_or_grey, cv2.COLOR_GRAY2BGR)
+    return cv2.cvtColor(rgb_or_grey, cv2.COLOR_RGB2BGR)
+
+
+# Photographs bundled with matplotlib / scikit-image (no download), uint8 BGR.
+PHOTOS = {
+    'grace_hopper': _grace_hopper,
+    'coffee': lambda: _bgr(skdata.coffee()),
+    'grass': lambda: _bgr(skdata.grass()),
+    'gravel': lambda: _bgr(skdata.gravel()),
+    'retina': lambda: _bgr(skdata.retina()),
+}
+
+
+def photographs(names: list[str]) -> list[np.ndarray]:
+    """The source photographs ``names`` (keys of ``PHOTOS``) as uint8 BGR."""
+    return [PHOTOS[name]() for name in names]
 
 
 def render_shot(photo: np.ndarray, num: int, size: tuple[int, int], speed: float, seed: int) -> list[np.ndarray]:
@@ -64,17 +83,26 @@ def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--out', default='datasets/footage/demo_120fps.mp4', help='output .mp4')
     parser.add_argument('--fps', type=int, default=120, help='frame rate')
-    parser.add_argument('--seconds', type=float, default=2.0, help='length of each of the two shots')
+    parser.add_argument('--seconds', type=float, default=2.0, help='length of each shot')
     parser.add_argument('--height', type=int, default=192, help='frame height')
     parser.add_argument('--width', type=int, default=320, help='frame width')
     parser.add_argument('--speed', type=float, default=2.5, help='camera speed in photo pixels per frame')
+    parser.add_argument(
+        '--photos', default='grace_hopper,coffee', help=f'comma-separated, one shot each, from {", ".join(PHOTOS)}'
+    )
     args = parser.parse_args(argv)
+    names = [n.strip() for n in args.photos.split(',') if n.strip()]
+    unknown = [n for n in names if n not in PHOTOS]
+    if unknown or not names:
+        parser.error(f'--photos: unknown {unknown or "(none given)"}; choose from {", ".join(PHOTOS)}')
     num = round(args.seconds * args.fps)
     shots = [
-        render_shot(photo, num, (args.height, args.width), args.speed, seed) for seed, photo in enumerate(photographs())
+        render_shot(photo, num, (args.height, args.width), args.speed, seed)
+        for seed, photo in enumerate(photographs(names))
     ]
     write_video(Path(args.out), shots, args.fps)
-    print(f'wrote {args.out}: 2 shots x {num} frames, {args.width}x{args.height} at {args.fps} fps, with audio')
+    size = f'{args.width}x{args.height}'
+    print(f'wrote {args.out}: {len(shots)} shots x {num} frames, {size} at {args.fps} fps, with audio')
     return Path(args.out)
 
 
