@@ -8,7 +8,9 @@ import time
 from fmanet_plugin.archs.fmanet_arch import FMANet
 from fmanet_plugin.losses.fmanet_loss import FMANetObjective
 from fmanet_plugin.utils.phase_profile import flop_counter
+from fmanet_plugin.utils.tiling import tiled_forward
 
+import pytest
 import torch
 from conftest import TINY_NET
 from test_losses import released_train_opt
@@ -133,3 +135,32 @@ def test_worker_splits_its_timed_call_into_phases(tmp_path):
     result['threads'], result['other_load'] = [result['threads']], [result['other_load']]
     text = '\n'.join(benchmark_speed.format_phase_section(entry, 'fast'))
     assert '| FGDF |' in text and '% of SGEMM' in text and '| **total** |' in text
+
+
+@pytest.mark.parametrize(
+    'case, size, batch, tile',
+    [('inference', (20, 28), 2, 0), ('inference', (20, 28), 1, 12), ('train', (8, 12), 2, 0)],
+)
+def test_flops_are_counted_at_the_measured_size(case, size, batch, tile):
+    """The main table's count (on fake tensors) equals FlopCounterMode's count of a real call at that size
+    (under ``tile`` the tiled call: 2x3 tiles of one shape), for both implementations."""
+    counted = benchmark_speed.count_flops(case, size, batch, TINY_NET, tile=tile, tile_overlap=4)
+    for impl in benchmark_speed.IMPLS:
+        torch.manual_seed(0)
+        model = FMANet(impl=impl, **TINY_NET)
+        lq = torch.rand(batch, 3, 3, *size)
+        with flop_counter() as counter:
+            if case == 'inference':
+                with torch.no_grad():
+                    net = model.eval()
+                    tiled_forward(lambda x, net=net: net(x, outputs=('output',))['output'], lq, 4, tile, 4)
+            else:
+                data = {
+                    'lq': lq,
+                    'gt': torch.rand(batch, 3, 3, 4 * size[0], 4 * size[1]),
+                    'lq_sharp': torch.rand(batch, 3, 3, *size),
+                    'flow': torch.randn(batch, 3, 2, *size),
+                }
+                outputs = model.train()(lq, data['gt'])
+                sum(FMANetObjective(benchmark_speed.stage2_train_opt(), stage=2)(outputs, data).values()).backward()
+        assert counted[impl] == counter.get_total_flops() > 0, impl

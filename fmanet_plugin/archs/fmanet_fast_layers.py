@@ -144,16 +144,41 @@ def composed_kernel_embedding(
         list[Tensor]: Grouped (frames, C, h, w) pre-activation of the kernel embedding.
     """
     conv_b, conv_e = kernel_head.output_conv, kernel_embed.hidden_conv
-    w_b = conv_b.weight.squeeze(2).double()  # (k_d^2, C, 3, 3)
-    w_e = conv_e.weight.double()  # (C_e, k_d^2, 3, 3, 3)
-    composed = torch.stack([F.conv_transpose2d(w_e[:, :, dt], w_b) for dt in range(w_e.shape[2])], dim=2)
+    composed = compose_conv_weights(conv_e.weight, conv_b.weight.squeeze(2))
     tap_bias = None
     if conv_b.bias is not None:
-        tap_bias = torch.einsum('oityx,i->ot', w_e, conv_b.bias.double()).float()
+        tap_bias = torch.einsum('oityx,i->ot', conv_e.weight.double(), conv_b.bias.double()).float()
     dest = groups.buffers(conv_e.out_channels, hidden[0], mode)
     out = conv3d_frames_weights(composed.float(), conv_e.bias, (2, 2), hidden, groups, mode, tap_bias, dest)
     _fix_border_ring(conv_b, conv_e, hidden, groups, mode, out)
     return out
+
+
+def compose_conv_weights(w_outer: torch.Tensor, w_inner: torch.Tensor) -> torch.Tensor:
+    """The 3-D weight of ``conv(w_outer)`` after a per-frame ``conv(w_inner)`` (cross-correlations, no padding).
+
+    Equal to ``F.conv_transpose2d(w_outer[:, :, t], w_inner)`` for every temporal tap ``t``, computed in float64
+    as one GEMM of all tap pairs plus nine shifted adds: float64 ``conv_transpose2d`` runs on torch's slow
+    generic path.
+
+    Args:
+        w_outer (Tensor): Outer convolution's weight (C_o, C_m, t, k_o, k_o).
+        w_inner (Tensor): Inner convolution's per-frame weight (C_m, C_i, k_i, k_i).
+
+    Returns:
+        Tensor: Composed weight (C_o, C_i, t, k_o + k_i - 1, k_o + k_i - 1), float64.
+    """
+    c_o, c_m, t, k_o, _ = w_outer.shape
+    c_i, k_i = w_inner.shape[1], w_inner.shape[-1]
+    k = k_o + k_i - 1
+    # products[o, t, y, x, c, u, v] = sum_m w_outer[o, m, t, y, x] * w_inner[m, c, u, v]
+    outer = w_outer.double().permute(0, 2, 3, 4, 1).reshape(-1, c_m)
+    products = (outer @ w_inner.double().reshape(c_m, -1)).view(c_o, t, k_o, k_o, c_i, k_i, k_i)
+    composed = w_outer.new_zeros(c_o, t, c_i, k, k, dtype=torch.float64)
+    for y in range(k_o):
+        for x in range(k_o):
+            composed[:, :, :, y : y + k_i, x : x + k_i] += products[:, :, y, x]
+    return composed.transpose(1, 2).contiguous()
 
 
 def _fix_border_ring(
