@@ -135,6 +135,9 @@ COMMANDS: dict[str, Run | Parse | Skip] = {
     'python tools/benchmark_speed.py --cases inference --size 720x1280 --allocators default --impls fast --tile 256 '
     '--tile-overlap 32': Parse('a 720p forward of the released network: about 25 min of CPU'),
     'python tools/benchmark_speed.py --cases inference': Parse(SPEED),
+    'python tools/benchmark_speed.py --cases inference --size 90x160 --allocators default --phases --phase-ops 8': (
+        Parse(SPEED)
+    ),
     'python tools/benchmark_speed.py --cases train --repeats 2': Parse(SPEED),
     'python tools/benchmark_speed.py --cases inference --size 90x160 --allocators default --background-load B': Skip(
         'a template (B = number of loops); the fenced command with --background-load 2 is checked'
