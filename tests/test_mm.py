@@ -309,6 +309,7 @@ gathered = [torch.empty_like(flat) for _ in range(dist.get_world_size())]
 dist.all_gather(gathered, flat)
 if dist.get_rank() == 0 and all(torch.equal(gathered[0], g) for g in gathered[1:]):
     print('ranks hold identical weights', flush=True)
+dist.destroy_process_group()  # as tools/train.py does: gloo can abort at interpreter exit with the group open
 """
 
 

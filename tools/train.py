@@ -25,6 +25,8 @@ from fmanet_plugin.train.elastic import exit_with_launcher
 from fmanet_plugin.utils.errors import main_entry
 from fmanet_plugin.utils.threads import set_num_threads
 
+import torch
+
 
 def mmengine_argv(argv: list[str]) -> list[str] | None:
     """The arguments for the mmengine trainer when the config is a ``.py`` file (first argument or ``-opt``)."""
@@ -43,6 +45,8 @@ def train(argv: list[str]) -> None:
         from fmanet_plugin.mm.train import main as train_with_mmengine
 
         train_with_mmengine([a for a in mm_argv if a != '--debug'])
+        if torch.distributed.is_initialized():  # gloo aborts at interpreter exit when its group is left open
+            torch.distributed.destroy_process_group()
         return
     if '-opt' in argv[:-1] and not os.path.isfile(argv[argv.index('-opt') + 1]):
         raise FileNotFoundError(f'-opt: options file not found: {argv[argv.index("-opt") + 1]}')
